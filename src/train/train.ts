@@ -1,0 +1,351 @@
+/**
+ * `train`: data folder -> run folder. Scans and checks the images, splits them (stratified, or
+ * explicit train/ val/ folders, or a recorded split), caches trunk features per augmented view,
+ * fits the top + head, and writes the model bundle, config, split, per-epoch metrics and the
+ * final validation evaluation.
+ */
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { cutLayer, getBackbone } from '../backbones/registry.js';
+import { loadBackbone } from '../backbones/load.js';
+import { inferShapes } from '../backbones/graph.js';
+import { DEFAULT_AUGMENT, type AugmentConfig } from '../data/augment.js';
+import { checkDecodable, scanDataset, type DatasetItem, type SkippedFile } from '../data/dataset.js';
+import { findNearDuplicates, perceptualHash } from '../data/phash.js';
+import { applySplitManifest, parseSplitManifest, splitManifest, stratifiedSplit, type SplitManifest } from '../data/split.js';
+import { env } from '../env.js';
+import { classificationMetrics, type ClassificationMetrics } from '../eval/metrics.js';
+import { formatClassificationReport, formatConfusionMatrix, metricsToJSON } from '../eval/report.js';
+import { saveBundle, BUNDLE_FORMAT, BUNDLE_VERSION, type ModelBundle } from '../model/bundle.js';
+import { ClassifierModel } from '../model/classifier-model.js';
+import { Trunk } from '../model/trunk.js';
+import { createRng } from '../util/rng.js';
+import { ProgressBar, type ProgressStream } from '../util/progress.js';
+import { initTrainingBackend, type TrainingBackend } from './backend.js';
+import type { Callback, EpochLogs } from './callback.js';
+import { CosineAnnealing, EarlyStopping, JsonlLogger, ProgressCallback, ReduceLROnPlateau } from './callbacks.js';
+import { FeatureStore } from './features.js';
+import { evaluateFeatures, fit } from './fit.js';
+import type { LossConfig } from './loss.js';
+
+/** Every option of `phoneside train`, with the same names in the CLI (kebab-case there). */
+export interface TrainOptions {
+  backbone: string;
+  /** MobileNetV2 width multiplier (0.35 default). */
+  alpha?: number;
+  /** Override folder (or model.json) for the backbone's ImageNet weights. */
+  weights?: string;
+  /** Run folder (default runs/<backbone>-<date>). */
+  out?: string;
+  seed: number;
+  valFraction: number;
+  /** A split.json from an earlier run, to reproduce its split. */
+  split?: string;
+  /** Backbone blocks fine-tuned, counted from the top (default: the backbone's validated default). */
+  topBlocks?: number;
+  headUnits?: [number, number];
+  dropout: number;
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  /** Learning-rate multiplier for the fine-tuned backbone blocks. */
+  topLrScale: number;
+  optimizer: 'adam' | 'adamw';
+  weightDecay: number;
+  loss: 'focal' | 'ce';
+  gamma: number;
+  /** Per-class alpha for the loss, in class order. */
+  classAlpha?: number[];
+  scheduler: 'plateau' | 'cosine' | 'none';
+  lrPatience: number;
+  lrFactor: number;
+  /** Early stopping on validation loss. */
+  patience: number;
+  minDelta: number;
+  /** Trunk feature views cached per training image (view 0 un-augmented, the rest augmented). */
+  views: number;
+  augment: AugmentConfig;
+  /** Use at most this many images per class (quick experiments, tests). */
+  limitPerClass?: number;
+  threads?: number;
+  backend: TrainingBackend;
+  /** Cache trunk features on disk under env.cacheDir. */
+  featureCache: boolean;
+  progress?: ProgressStream;
+  /** Print progress and summaries (default true). */
+  verbose: boolean;
+}
+
+export const DEFAULT_TRAIN_OPTIONS: Omit<TrainOptions, 'backbone'> = {
+  seed: 42,
+  valFraction: 0.2,
+  dropout: 0.5,
+  epochs: 30,
+  batchSize: 32,
+  lr: 1e-3,
+  topLrScale: 0.1,
+  optimizer: 'adamw',
+  weightDecay: 1e-4,
+  loss: 'focal',
+  gamma: 2,
+  scheduler: 'plateau',
+  lrPatience: 2,
+  lrFactor: 0.5,
+  patience: 6,
+  minDelta: 1e-3,
+  views: 5,
+  augment: { ...DEFAULT_AUGMENT },
+  backend: 'wasm',
+  featureCache: true,
+  verbose: true,
+};
+
+export interface StageTimings {
+  scanSeconds: number;
+  checkSeconds: number;
+  hashSeconds: number;
+  backboneSeconds: number;
+  decodeSeconds: number;
+  trunkSeconds: number;
+  featureViewsComputed: number;
+  featureViewsCached: number;
+  trainSeconds: number;
+  epochs: number;
+  secondsPerEpoch: number;
+  totalSeconds: number;
+}
+
+export interface TrainResult {
+  runDir: string;
+  bundle: ModelBundle;
+  evaluation: ClassificationMetrics;
+  history: EpochLogs[];
+  bestEpoch: number;
+  timings: StageTimings;
+  skipped: SkippedFile[];
+  nearDuplicates: { train: string; val: string; distance: number }[];
+  split: SplitManifest;
+}
+
+function limitItems(items: DatasetItem[], perClass: number | undefined, seed: number): DatasetItem[] {
+  if (perClass === undefined) return items;
+  const rng = createRng(seed).fork('limit');
+  const byClass = new Map<string, DatasetItem[]>();
+  for (const it of [...items].sort((a, b) => (a.sha256 < b.sha256 ? -1 : 1))) {
+    const list = byClass.get(it.label) ?? [];
+    list.push(it);
+    byClass.set(it.label, list);
+  }
+  return [...byClass.values()].flatMap((list) => rng.shuffle(list).slice(0, perClass));
+}
+
+const argmax = (p: readonly number[]): number => p.reduce((best, v, i) => (v > p[best]! ? i : best), 0);
+
+export async function train(dataDir: string, options: Partial<TrainOptions> & { backbone: string }): Promise<TrainResult> {
+  const opts: TrainOptions = { ...DEFAULT_TRAIN_OPTIONS, ...options, augment: { ...DEFAULT_AUGMENT, ...options.augment } };
+  const log = (msg: string): void => {
+    if (opts.verbose) (opts.progress ?? process.stderr).write(`${msg}\n`);
+  };
+  const stream = opts.verbose ? (opts.progress ?? process.stderr) : { write: () => true };
+  const tStart = performance.now();
+  const spec = getBackbone(opts.backbone, opts.alpha === undefined ? {} : { alpha: opts.alpha });
+  const topBlocks = opts.topBlocks ?? spec.defaultTopBlocks;
+  const cut = cutLayer(spec, topBlocks);
+  const headUnits = opts.headUnits ?? spec.defaultHeadUnits;
+  const runDir = resolve(opts.out ?? join('runs', `${spec.id}-${new Date().toISOString().replace(/[:.]/g, '-')}`));
+
+  // 1. Files: scan, decode check, split.
+  let t = performance.now();
+  const scan = await scanDataset(dataDir);
+  const scanSeconds = (performance.now() - t) / 1000;
+  t = performance.now();
+  const candidates = limitItems(scan.items, opts.limitPerClass, opts.seed);
+  const checkBar = new ProgressBar({ total: candidates.length, label: 'check images', stream, unit: 'img' });
+  const checked = await checkDecodable(candidates, (d) => checkBar.update(d));
+  checkBar.done();
+  const checkSeconds = (performance.now() - t) / 1000;
+  const skipped = [...scan.skipped, ...checked.skipped];
+  for (const s of skipped) log(`warning: skipped ${s.path}: ${s.reason}`);
+  for (const w of scan.warnings) log(`warning: ${w}`);
+  const items = checked.ok;
+  const classes = scan.classes;
+
+  let trainItems: DatasetItem[];
+  let valItems: DatasetItem[];
+  let manifest: SplitManifest;
+  if (opts.split) {
+    const recorded = parseSplitManifest(JSON.parse(await readFile(opts.split, 'utf8')));
+    const applied = applySplitManifest(items, recorded);
+    if (applied.missing.length > 0) log(`warning: ${applied.missing.length} files of the recorded split are gone`);
+    [trainItems, valItems] = [applied.train, applied.val];
+    manifest = splitManifest(trainItems, valItems, { seed: recorded.seed, valFraction: recorded.valFraction });
+  } else if (scan.layout === 'train-val') {
+    trainItems = items.filter((i) => i.split === 'train');
+    valItems = items.filter((i) => i.split === 'val');
+    manifest = splitManifest(trainItems, valItems, { seed: null, valFraction: null });
+  } else {
+    const s = stratifiedSplit(items, { valFraction: opts.valFraction, seed: opts.seed });
+    [trainItems, valItems] = [s.train, s.val];
+    manifest = splitManifest(trainItems, valItems, { seed: opts.seed, valFraction: opts.valFraction });
+  }
+  if (trainItems.length < 2) throw new Error(`not enough training images (${trainItems.length})`);
+  if (valItems.length === 0) throw new Error('no validation images: use --val-fraction > 0 or a val/ folder');
+
+  // 2. Near-duplicates across the split inflate validation scores: find and report them.
+  t = performance.now();
+  const hashes = new Map<string, string>();
+  await Promise.all(items.map(async (it) => hashes.set(it.sha256, await perceptualHash(it.path))));
+  const nearDuplicates = findNearDuplicates(
+    trainItems.map((i) => ({ id: i.relPath, hash: hashes.get(i.sha256)! })),
+    valItems.map((i) => ({ id: i.relPath, hash: hashes.get(i.sha256)! })),
+    6,
+  ).map((d) => ({ train: d.a, val: d.b, distance: d.distance }));
+  const hashSeconds = (performance.now() - t) / 1000;
+  if (nearDuplicates.length > 0) {
+    log(`warning: ${nearDuplicates.length} near-duplicate pairs across train and validation (perceptual hash distance <= 6); see data-report.json`);
+  }
+  log(`data: ${classes.length} classes (${classes.join(', ')}), ${trainItems.length} train / ${valItems.length} validation images, ${skipped.length} skipped`);
+
+  // 3. Backbone and trunk features.
+  t = performance.now();
+  const backbone = await loadBackbone(spec, opts.weights ? { path: opts.weights } : {});
+  const shapes = inferShapes(backbone.graph);
+  const cutShape = shapes.get(cut) as [number, number, number];
+  const pool = topBlocks === 0;
+  const trunk = await Trunk.create(backbone, { cut, pool, ...(opts.threads ? { threads: opts.threads } : {}) });
+  const backboneSeconds = (performance.now() - t) / 1000;
+  const store = new FeatureStore({
+    trunk,
+    preprocessing: spec.preprocessing,
+    augment: opts.augment,
+    seed: opts.seed,
+    trunkKey: `${spec.id}:${backbone.weightsSha256}:${cut}:${pool ? 'gap' : 'map'}`,
+    ...(opts.featureCache ? { cacheDir: env.cacheDir } : {}),
+  });
+  const views = Math.max(1, opts.views);
+  const featBar = new ProgressBar({ total: trainItems.length * views + valItems.length, label: 'trunk features', stream, unit: 'view' });
+  const trainFeat = await store.extract(trainItems, views, (d) => featBar.update(d));
+  const valFeat = await store.extract(valItems, 1, (d) => featBar.update(trainItems.length * views + d));
+  featBar.done();
+  await trunk.dispose();
+
+  // 4. Fit.
+  await initTrainingBackend(opts.backend);
+  const rng = createRng(opts.seed).fork('train');
+  const model = new ClassifierModel({
+    backboneGraph: backbone.graph,
+    cut,
+    featureLayer: spec.featureLayer,
+    cutShape,
+    featureShape: trunk.outputShape,
+    head: { units: headUnits, numClasses: classes.length, dropout: opts.dropout, bnMomentum: 0.9, bnEpsilon: 1e-3 },
+    rng: rng.fork('init'),
+  });
+  const lossCfg: LossConfig =
+    opts.loss === 'focal'
+      ? { kind: 'focal', gamma: opts.gamma, ...(opts.classAlpha ? { alpha: opts.classAlpha } : {}) }
+      : { kind: 'crossEntropy', ...(opts.classAlpha ? { alpha: opts.classAlpha } : {}) };
+  await mkdir(runDir, { recursive: true });
+  const early = new EarlyStopping({ monitor: 'valLoss', patience: opts.patience, minDelta: opts.minDelta, restoreBestWeights: true });
+  const callbacks: Callback[] = [early, new JsonlLogger(join(runDir, 'metrics.jsonl'))];
+  if (opts.scheduler === 'plateau') {
+    callbacks.push(new ReduceLROnPlateau({ monitor: 'valLoss', factor: opts.lrFactor, patience: opts.lrPatience, minLr: opts.lr * 1e-3 }));
+  } else if (opts.scheduler === 'cosine') {
+    callbacks.push(new CosineAnnealing({ baseLr: opts.lr, minLr: opts.lr * 1e-2 }));
+  }
+  if (opts.verbose) callbacks.push(new ProgressCallback(stream));
+  t = performance.now();
+  const result = await fit(
+    model,
+    {
+      train: trainFeat.features,
+      trainLabels: trainItems.map((i) => classes.indexOf(i.label)),
+      val: valFeat.features.map((v) => v[0]!),
+      valLabels: valItems.map((i) => classes.indexOf(i.label)),
+      classes,
+    },
+    {
+      epochs: opts.epochs,
+      batchSize: opts.batchSize,
+      loss: lossCfg,
+      optimizer: { kind: opts.optimizer, lr: opts.lr, beta1: 0.9, beta2: 0.999, epsilon: 1e-7, weightDecay: opts.weightDecay },
+      topLrScale: opts.topLrScale,
+      rng,
+      callbacks,
+    },
+  );
+  const trainSeconds = (performance.now() - t) / 1000;
+
+  // 5. Final validation (best weights restored by early stopping) and the run folder.
+  const valLabels = valItems.map((i) => classes.indexOf(i.label));
+  const final = evaluateFeatures(model, valFeat.features.map((v) => v[0]!), valLabels, classes, lossCfg);
+  const evaluation = classificationMetrics(valLabels, final.probs.map(argmax), classes);
+  const bestEpoch = early.bestEpoch ?? result.epochsRun;
+  const timings: StageTimings = {
+    scanSeconds,
+    checkSeconds,
+    hashSeconds,
+    backboneSeconds,
+    decodeSeconds: trainFeat.stats.decodeSeconds + valFeat.stats.decodeSeconds,
+    trunkSeconds: trainFeat.stats.trunkSeconds + valFeat.stats.trunkSeconds,
+    featureViewsComputed: trainFeat.stats.computed + valFeat.stats.computed,
+    featureViewsCached: trainFeat.stats.fromDisk + valFeat.stats.fromDisk,
+    trainSeconds,
+    epochs: result.epochsRun,
+    secondsPerEpoch: result.history.reduce((a, h) => a + h.seconds, 0) / Math.max(1, result.epochsRun),
+    totalSeconds: 0,
+  };
+  const bundle: ModelBundle = {
+    manifest: {
+      format: BUNDLE_FORMAT,
+      version: BUNDLE_VERSION,
+      createdAt: new Date().toISOString(),
+      backbone: {
+        id: spec.id,
+        family: spec.family,
+        weightsSha256: backbone.weightsSha256,
+        weightsSource: spec.weights.kind === 'npm' ? `npm:${spec.weights.packageName}@${spec.weights.version}/${spec.weights.dir}` : spec.weights.url,
+        cut,
+      },
+      preprocessing: spec.preprocessing,
+      classes,
+      topBlocks,
+      head: { units: headUnits, dropout: opts.dropout },
+      temperature: 1,
+      info: {
+        validation: { accuracy: evaluation.accuracy, macroF1: evaluation.macroAvg.f1, images: valItems.length },
+        trainImages: trainItems.length,
+        bestEpoch,
+        loss: lossCfg,
+      },
+    },
+    graph: model.toGraph(),
+  };
+  await saveBundle(join(runDir, 'model'), bundle);
+  model.dispose();
+  const { progress: _p, ...config } = opts;
+  await writeFile(join(runDir, 'config.json'), JSON.stringify({ dataDir: resolve(dataDir), ...config, topBlocks, cut, headUnits }, null, 2) + '\n');
+  await writeFile(join(runDir, 'split.json'), JSON.stringify(manifest, null, 1) + '\n');
+  const report = formatClassificationReport(evaluation, 4);
+  const cm = formatConfusionMatrix(evaluation);
+  await writeFile(join(runDir, 'evaluation.txt'), `${cm}\n\n${report}\n`);
+  await writeFile(join(runDir, 'evaluation.json'), JSON.stringify({ split: 'val', bestEpoch, ...metricsToJSON(evaluation) }, null, 2) + '\n');
+  timings.totalSeconds = (performance.now() - tStart) / 1000;
+  await writeFile(
+    join(runDir, 'data-report.json'),
+    JSON.stringify(
+      {
+        classes,
+        counts: Object.fromEntries(classes.map((c) => [c, { train: trainItems.filter((i) => i.label === c).length, val: valItems.filter((i) => i.label === c).length }])),
+        skipped,
+        duplicates: scan.duplicates,
+        conflicts: scan.conflicts,
+        nearDuplicatesAcrossSplit: nearDuplicates,
+        timings,
+      },
+      null,
+      2,
+    ) + '\n',
+  );
+  return { runDir, bundle, evaluation, history: result.history, bestEpoch, timings, skipped, nearDuplicates, split: manifest };
+}

@@ -1,0 +1,241 @@
+import { before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import '@tensorflow/tfjs-backend-wasm';
+import { registerWasmGradientKernels } from '../src/train/kernels/wasm-gradients.js';
+
+type Backend = 'cpu' | 'wasm';
+type Pad = 'valid' | 'same' | number | [[number, number], [number, number], [number, number], [number, number]];
+
+/** Deterministic uniform(-1, 1) data (mulberry32), so both backends see identical inputs. */
+function randomData(n: number, seed: number): Float32Array {
+  let a = seed >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    out[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
+  }
+  return out;
+}
+
+const size = (shape: number[]): number => shape.reduce((a, b) => a * b, 1);
+
+/** max |a - b| / max(|b|), the reference b being the cpu result. */
+function relErr(a: Float32Array, b: Float32Array): number {
+  assert.equal(a.length, b.length);
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < a.length; i++) {
+    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
+    scale = Math.max(scale, Math.abs(b[i]!));
+  }
+  assert.ok(scale > 0, 'reference gradient is all zeros; the case tests nothing');
+  return diff / scale;
+}
+
+/** Runs `fn` on a backend and copies every output back to JS memory. */
+async function onBackend(backend: Backend, fn: () => tf.Tensor[]): Promise<Float32Array[]> {
+  await tf.setBackend(backend);
+  return tf.tidy(fn).map((t) => {
+    const v = t.dataSync() as Float32Array;
+    t.dispose();
+    return Float32Array.from(v);
+  });
+}
+
+interface Case {
+  B: number;
+  H: number;
+  W: number;
+  Ci: number;
+  out: number; // Co for conv2d, channel multiplier for depthwise
+  k: number;
+  s: number;
+  pad: Pad;
+}
+
+function describeCase(c: Case): string {
+  return `B${c.B} ${c.H}x${c.W}x${c.Ci} k${c.k} s${c.s} pad=${JSON.stringify(c.pad)} out=${c.out}`;
+}
+
+/** Gradients of sum(op(x, w) * r) with respect to x and w. */
+function convGrads(c: Case, depthwise: boolean, seed: number): () => tf.Tensor[] {
+  const xShape = [c.B, c.H, c.W, c.Ci];
+  const wShape = [c.k, c.k, c.Ci, c.out];
+  const xData = randomData(size(xShape), seed);
+  const wData = randomData(size(wShape), seed + 1);
+  const op = (x: tf.Tensor4D, w: tf.Tensor4D): tf.Tensor4D =>
+    depthwise
+      ? tf.depthwiseConv2d(x, w, c.s, c.pad as 'same')
+      : tf.conv2d(x, w, c.s, c.pad as 'same');
+  return () => {
+    const x = tf.tensor4d(xData, xShape as [number, number, number, number]);
+    const w = tf.tensor4d(wData, wShape as [number, number, number, number]);
+    const yShape = op(x, w).shape;
+    const r = tf.tensor(randomData(size(yShape), seed + 2), yShape);
+    const g = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(op(a as tf.Tensor4D, b as tf.Tensor4D), r)));
+    return g([x, w]);
+  };
+}
+
+async function compareConv(c: Case, depthwise: boolean, seed: number): Promise<void> {
+  const fn = convGrads(c, depthwise, seed);
+  const [cdx, cdw] = await onBackend('cpu', fn);
+  const [wdx, wdw] = await onBackend('wasm', fn);
+  const ex = relErr(wdx!, cdx!);
+  const ew = relErr(wdw!, cdw!);
+  assert.ok(ex <= 1e-4, `dx mismatch ${ex} for ${describeCase(c)}`);
+  assert.ok(ew <= 1e-4, `dw mismatch ${ew} for ${describeCase(c)}`);
+}
+
+const CONV_CASES: Case[] = [
+  { B: 1, H: 7, W: 7, Ci: 8, out: 4, k: 1, s: 1, pad: 'same' },
+  { B: 3, H: 7, W: 7, Ci: 5, out: 6, k: 1, s: 1, pad: 'valid' },
+  { B: 3, H: 8, W: 8, Ci: 4, out: 3, k: 1, s: 2, pad: 'same' },
+  { B: 1, H: 7, W: 7, Ci: 3, out: 5, k: 1, s: 2, pad: 'valid' },
+  { B: 1, H: 7, W: 7, Ci: 6, out: 4, k: 3, s: 1, pad: 'same' },
+  { B: 3, H: 8, W: 8, Ci: 4, out: 7, k: 3, s: 1, pad: 'valid' },
+  { B: 3, H: 7, W: 7, Ci: 3, out: 4, k: 3, s: 2, pad: 'same' },
+  { B: 1, H: 8, W: 8, Ci: 5, out: 2, k: 3, s: 2, pad: 'same' },
+  { B: 3, H: 5, W: 6, Ci: 2, out: 3, k: 3, s: 2, pad: 'valid' },
+  { B: 1, H: 8, W: 8, Ci: 4, out: 4, k: 3, s: 2, pad: 'valid' },
+  { B: 3, H: 5, W: 6, Ci: 4, out: 5, k: 3, s: 1, pad: 'same' },
+  { B: 1, H: 9, W: 8, Ci: 3, out: 4, k: 7, s: 2, pad: 'same' },
+  { B: 1, H: 9, W: 9, Ci: 2, out: 3, k: 5, s: 1, pad: 'valid' },
+  { B: 1, H: 6, W: 7, Ci: 3, out: 2, k: 3, s: 1, pad: 1 },
+  { B: 3, H: 7, W: 6, Ci: 2, out: 3, k: 3, s: 2, pad: [[0, 0], [2, 0], [1, 2], [0, 0]] },
+];
+
+const DEPTHWISE_CASES: Case[] = [
+  { B: 1, H: 7, W: 7, Ci: 8, out: 1, k: 3, s: 1, pad: 'same' },
+  { B: 3, H: 7, W: 7, Ci: 5, out: 1, k: 3, s: 2, pad: 'same' },
+  { B: 3, H: 8, W: 8, Ci: 6, out: 1, k: 3, s: 2, pad: 'same' },
+  { B: 1, H: 8, W: 8, Ci: 4, out: 1, k: 3, s: 1, pad: 'valid' },
+  { B: 3, H: 5, W: 6, Ci: 3, out: 1, k: 3, s: 2, pad: 'valid' },
+  { B: 1, H: 7, W: 7, Ci: 7, out: 1, k: 1, s: 1, pad: 'valid' },
+  { B: 1, H: 9, W: 8, Ci: 3, out: 1, k: 5, s: 2, pad: 'same' },
+  { B: 3, H: 7, W: 7, Ci: 3, out: 2, k: 3, s: 1, pad: 'same' },
+  { B: 1, H: 8, W: 7, Ci: 2, out: 3, k: 3, s: 2, pad: 'valid' },
+  { B: 1, H: 6, W: 6, Ci: 4, out: 1, k: 3, s: 1, pad: 1 },
+];
+
+/** Small net touching every op a fine-tuning step uses; returns its variables' gradients. */
+function smallNetGrads(): tf.Tensor[] {
+  const names: Array<[string, number[]]> = [
+    ['c1', [3, 3, 4, 6]],
+    ['c2', [1, 1, 6, 8]],
+    ['dw', [3, 3, 8, 1]],
+    ['pw', [1, 1, 8, 8]],
+    ['gamma', [8]],
+    ['beta', [8]],
+    ['alpha', [5]],
+    ['d1', [8, 5]],
+    ['b1', [5]],
+    ['d2', [5, 3]],
+  ];
+  const vars = names.map(([n, shape], i) => tf.variable(tf.tensor(randomData(size(shape), 100 + i), shape), true, n));
+  const v = (n: string): tf.Tensor => vars[names.findIndex(([m]) => m === n)]!;
+  const x = tf.tensor4d(randomData(2 * 9 * 9 * 4, 7), [2, 9, 9, 4]);
+  const labels = tf.oneHot(tf.tensor1d([0, 2], 'int32'), 3);
+  const mean = tf.mul(tf.tensor1d(randomData(8, 8)), 0.1);
+  const variance = tf.add(tf.abs(tf.tensor1d(randomData(8, 9))), 0.5);
+  const { grads, value } = tf.variableGrads(() => {
+    let h: tf.Tensor4D = tf.relu6(tf.conv2d(x, v('c1') as tf.Tensor4D, 2, 'same'));
+    h = tf.relu(tf.conv2d(h, v('c2') as tf.Tensor4D, 1, 'valid'));
+    let b: tf.Tensor4D = tf.depthwiseConv2d(h, v('dw') as tf.Tensor4D, 1, 'same');
+    b = tf.batchNorm(b, mean, variance, v('beta') as tf.Tensor1D, v('gamma') as tf.Tensor1D, 1e-3);
+    b = tf.clipByValue(b, 0, 6);
+    b = tf.conv2d(b, v('pw') as tf.Tensor4D, 1, 'same');
+    h = tf.add(h, b);
+    const pooled = tf.mean(h, [1, 2]) as tf.Tensor2D;
+    let z = tf.add(tf.matMul(pooled, v('d1') as tf.Tensor2D), v('b1'));
+    z = tf.prelu(z, v('alpha'));
+    z = tf.dropout(z, 0.3, undefined, 42);
+    const logits = tf.matMul(z as tf.Tensor2D, v('d2') as tf.Tensor2D);
+    return tf.neg(tf.mean(tf.sum(tf.mul(labels, tf.logSoftmax(logits)), 1))) as tf.Scalar;
+  });
+  const out = [value, ...names.map(([n]) => grads[n]!)];
+  vars.forEach((t) => t.dispose());
+  return out;
+}
+
+describe('wasm gradient kernels', () => {
+  before(async () => {
+    await tf.setBackend('wasm');
+    await tf.ready();
+    registerWasmGradientKernels();
+    registerWasmGradientKernels(); // idempotent
+  });
+
+  test('registers all conv gradient kernels for wasm', () => {
+    for (const k of [
+      'Conv2DBackpropFilter',
+      'Conv2DBackpropInput',
+      'DepthwiseConv2dNativeBackpropFilter',
+      'DepthwiseConv2dNativeBackpropInput',
+    ]) {
+      assert.ok(tf.getKernel(k, 'wasm') !== undefined, `${k} missing`);
+    }
+  });
+
+  test('conv2d gradients match the cpu backend', async () => {
+    for (const [i, c] of CONV_CASES.entries()) await compareConv(c, false, 10 * i + 1);
+  });
+
+  test('depthwiseConv2d gradients match the cpu backend', async () => {
+    for (const [i, c] of DEPTHWISE_CASES.entries()) await compareConv(c, true, 10 * i + 3);
+  });
+
+  test('a small network has the same variable gradients on wasm and cpu', async () => {
+    const cpu = await onBackend('cpu', smallNetGrads);
+    const wasm = await onBackend('wasm', smallNetGrads);
+    assert.equal(wasm.length, cpu.length);
+    assert.equal(cpu.length, 11, 'every variable should receive a gradient');
+    for (let i = 0; i < cpu.length; i++) {
+      const e = relErr(wasm[i]!, cpu[i]!);
+      assert.ok(e <= 1e-4, `output ${i} differs by ${e}`);
+    }
+  });
+
+  test('gradient kernels free their intermediates', async () => {
+    await tf.setBackend('wasm');
+    const fns = [convGrads(CONV_CASES[6]!, false, 5), convGrads(DEPTHWISE_CASES[8]!, true, 6)];
+    for (const fn of fns) tf.tidy(fn); // warm up
+    const engineBefore = tf.memory().numTensors;
+    const dataBefore = tf.engine().backend.numDataIds();
+    for (const fn of fns) tf.tidy(() => void fn());
+    assert.equal(tf.memory().numTensors, engineBefore);
+    assert.equal(tf.engine().backend.numDataIds(), dataBefore);
+  });
+
+  test('unsupported attributes fail loudly', async () => {
+    await tf.setBackend('wasm');
+    const x = tf.zeros([1, 5, 5, 2]);
+    const dy = tf.zeros([1, 5, 5, 2]);
+    assert.throws(
+      () =>
+        tf.engine().runKernel('DepthwiseConv2dNativeBackpropFilter', { x, dy }, {
+          strides: 1,
+          pad: 'same',
+          dilations: 2,
+          filterShape: [3, 3, 2, 1],
+        }),
+      /dilations/,
+    );
+    assert.throws(
+      () =>
+        tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, {
+          strides: 1,
+          pad: 'same',
+          dataFormat: 'NCHW',
+          filterShape: [3, 3, 2, 2],
+        }),
+      /NHWC/,
+    );
+    tf.dispose([x, dy]);
+  });
+});
