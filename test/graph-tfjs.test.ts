@@ -69,7 +69,7 @@ function batch(seed: number, shape: [number, number, number, number]): tf.Tensor
 /** Cross-entropy against fixed labels: a loss whose gradient reaches every weight. */
 function lossOf(probs: tf.Tensor, labels: number[]): tf.Scalar {
   const onehot = tf.oneHot(tf.tensor1d(labels, 'int32'), 3);
-  return tf.neg(tf.mean(tf.sum(tf.mul(onehot, tf.log(tf.add(probs, 1e-7))), 1)));
+  return tf.neg(tf.mean(tf.sum(tf.mul(onehot, tf.log(tf.add(probs, 1e-7))), 1))) as tf.Scalar;
 }
 
 /** Loss and gradients (in trainableVariables order) on the given backend. */

@@ -21,6 +21,12 @@ import { createRng, type Rng } from '../src/util/rng.js';
 
 const { onnx } = onnxProto;
 
+/** Decoded protobuf fields are typed optional/nullable. */
+function need<T>(v: T | null | undefined): T {
+  assert.ok(v !== null && v !== undefined, 'missing protobuf field');
+  return v;
+}
+
 /** Builds random IR graphs layer by layer (weights drawn from a seeded RNG). */
 class RandomGraph {
   private readonly nodes: GraphNode[];
@@ -196,16 +202,18 @@ describe('OnnxGraphBuilder', () => {
       m.metadataProps.map((p) => [p.key, p.value]),
       [['phoneside.layout', 'NHWC']],
     );
-    const attrs = new Map(m.graph!.node[0]!.attribute.map((a) => [a.name, a]));
-    assert.deepEqual(attrs.get('ints')!.ints.map(Number), [-2, 0, 2 ** 40]);
-    assert.equal(Number(attrs.get('i')!.i), -7);
-    assert.equal(attrs.get('f')!.f, 0.25);
-    assert.equal(new TextDecoder().decode(attrs.get('s')!.s), 'hi');
-    const init = m.graph!.initializer.find((t) => t.name === axes)!;
+    const graph = need(m.graph);
+    const attrs = new Map(need(need(graph.node)[0]!.attribute).map((a) => [a.name, a]));
+    assert.deepEqual(need(need(attrs.get('ints')).ints).map(Number), [-2, 0, 2 ** 40]);
+    assert.equal(Number(need(attrs.get('i')).i), -7);
+    assert.equal(need(attrs.get('f')).f, 0.25);
+    assert.equal(new TextDecoder().decode(need(need(attrs.get('s')).s)), 'hi');
+    const init = need(need(graph.initializer).find((t) => t.name === axes));
     assert.equal(init.dataType, onnx.TensorProto.DataType.INT64);
-    const raw = new Uint8Array(init.rawData); // a copy: decoded bytes may be a view into a pooled Buffer
+    const raw = new Uint8Array(need(init.rawData)); // a copy: decoded bytes may be a view into a pooled Buffer
     assert.deepEqual([...new BigInt64Array(raw.buffer)], [-1n, 5_000_000_000n]);
-    assert.deepEqual(m.graph!.input[0]!.type!.tensorType!.shape!.dim.map((d) => d.dimParam || Number(d.dimValue)), ['N', 2, 3]);
+    const dims = need(need(need(need(graph.input)[0]!.type).tensorType).shape).dim;
+    assert.deepEqual(need(dims).map((d) => d.dimParam || Number(d.dimValue)), ['N', 2, 3]);
   });
 
   test('names: exact names must be unique, inputs must exist, uniqueName derives fresh ones', () => {

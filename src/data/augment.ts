@@ -21,9 +21,9 @@ export interface AugmentConfig {
   flipProb: number;
   /** Brightness factor uniform in [1 - b, 1 + b]. */
   brightness: number;
-  /** Contrast factor uniform in [1 - c, 1 + c] (around mid-gray). */
+  /** Contrast factor uniform in [1 - c, 1 + c], pivoting on the image's mean luma. */
   contrast: number;
-  /** Random resized crop: fraction of the image area kept, [min, max]. */
+  /** Random resized crop: fraction of the image area kept, [min, max]; [1, 1] = no crop. */
   cropScale: [number, number];
   /** Random resized crop: crop aspect ratio w/h, [min, max] (sampled log-uniformly). */
   cropRatio: [number, number];
@@ -70,10 +70,14 @@ export interface AugmentParams {
   hue: number;
 }
 
-/** torchvision-style RandomResizedCrop box; falls back to the largest centred box in range. */
+/**
+ * torchvision-style RandomResizedCrop box; falls back to the largest centred box in range.
+ * A scale of [1, 1] means 'the whole image', whatever the ratio range says.
+ */
 function sampleCrop(
   w: number, h: number, scale: [number, number], ratio: [number, number], u: number[],
 ): AugmentParams['crop'] {
+  if (scale[0] >= 1) return { left: 0, top: 0, width: w, height: h };
   const area = w * h;
   const logLo = Math.log(ratio[0]);
   const logHi = Math.log(ratio[1]);

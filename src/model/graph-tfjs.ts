@@ -81,7 +81,7 @@ export function createGraphModule(graph: LayerGraph, opts: GraphModuleOptions): 
         variables.push(v);
         p.learned.set(key, v);
       } else {
-        owned.push(t);
+        owned.push(tf.keep(t)); // survives a tf.tidy the module may be created in
         p.learned.set(key, t);
       }
     }
@@ -97,8 +97,8 @@ export function createGraphModule(graph: LayerGraph, opts: GraphModuleOptions): 
         scale[i] = s;
         shift[i] = (beta ? beta[i]! : 0) - mean[i]! * s;
       }
-      p.scale = tf.tensor1d(scale);
-      p.shift = tf.tensor1d(shift);
+      p.scale = tf.keep(tf.tensor1d(scale));
+      p.shift = tf.keep(tf.tensor1d(shift));
       owned.push(p.scale, p.shift);
     }
     params.set(node.name, p);

@@ -71,7 +71,7 @@ export function focalLoss(
       // L_i = -a_i u^g log p_t with u = 1 - p_t. Using d log p_t/dz_j = onehot_j - p_j and
       // du/dz_j = -p_t (onehot_j - p_j):
       //   dL_i/dz_j = a_i (onehot_j - p_j) [g u^(g-1) p_t log p_t - u^g].
-      let bracket: tf.Tensor1D = tf.neg(gamma > 0 ? tf.pow(um, gamma) : tf.onesLike(um));
+      let bracket: tf.Tensor = tf.neg(gamma > 0 ? tf.pow(um, gamma) : tf.onesLike(um));
       if (gamma > 0) {
         const focusTerm = tf.mul(tf.mul(tf.pow(um, gamma - 1), tf.exp(lpt)), lpt);
         bracket = tf.add(bracket, tf.mul(gamma, focusTerm));

@@ -176,7 +176,11 @@ const CONFIGS: GradConfig[] = [
   },
   // Shape ops.
   unary('Reshape', (g, x) => tf.reshape(g, x.shape)),
-  unary('ExpandDims', (g, x) => tf.reshape(g, x.shape)),
+  {
+    kernelName: 'ExpandDims',
+    inputsToSave: ['input'],
+    gradFunc: (dy, s) => ({ input: () => tf.reshape(single(dy), saved(s, 0).shape) }),
+  },
   {
     kernelName: 'Transpose',
     gradFunc: (dy, _s, attrs) => {
