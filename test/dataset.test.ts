@@ -55,7 +55,8 @@ describe('scanDataset: one folder per class', () => {
     await put(root, 'back/f.jpeg', await img());
     await put(root, 'none/g.jpg', shared); // same bytes as front/a.jpg -> conflict
     await put(root, 'none/h.tif', await sharp(await img('png')).tiff().toBuffer());
-    await put(root, 'README.md', '# data');
+    await put(root, 'README.md', '# data'); // notes beside the class folders are normal: not reported
+    await put(root, 'stray.jpg', await img()); // an image outside any class folder is reported
 
     const scan = await scanDataset(root);
     assert.equal(scan.layout, 'classes');
@@ -78,9 +79,9 @@ describe('scanDataset: one folder per class', () => {
       assert.equal(it.split, undefined);
     }
     const skipped = new Map(scan.skipped.map((s) => [s.path.slice(root.length + 1).split('\\').join('/'), s.reason]));
-    assert.deepEqual([...skipped.keys()].sort(), ['README.md', 'front/LICENSE', 'front/notes.txt']);
+    assert.deepEqual([...skipped.keys()].sort(), ['front/LICENSE', 'front/notes.txt', 'stray.jpg']);
     assert.match(skipped.get('front/notes.txt')!, /\.txt/);
-    assert.match(skipped.get('README.md')!, /class folder/);
+    assert.match(skipped.get('stray.jpg')!, /class folder/);
     assert.deepEqual(scan.duplicates.map((d) => [d.label, d.kept, d.dropped]), [['back', 'back/d.png', ['back/zz/e.png']]]);
     assert.equal(scan.conflicts.length, 1);
     assert.deepEqual(scan.conflicts[0]!.files, [

@@ -130,6 +130,16 @@ describe('training gradients', () => {
     cond.dispose();
   });
 
+  test('activation masks at their kinks follow tfjs conventions', () => {
+    const x = tf.tensor1d([-1, 0, 3, 6, 7]);
+    const grad = (f: (t: tf.Tensor) => tf.Tensor): number[] => Array.from(tf.grad(f)(x).dataSync());
+    assert.deepEqual(grad((t) => tf.relu(t)), [0, 0, 1, 1, 1]);
+    assert.deepEqual(grad((t) => tf.relu6(t)), [0, 0, 1, 1, 0]);
+    assert.deepEqual(grad((t) => tf.clipByValue(t, 0, 6)), [0, 1, 1, 1, 0]);
+    assert.deepEqual(grad((t) => tf.leakyRelu(t, 0.25)), [0.25, 0.25, 1, 1, 1]);
+    x.dispose();
+  });
+
   test('shape ops', () => {
     const x = inp([2, 3, 4], 21);
     checkGrad('reshape', (t) => tf.reshape(t!, [6, 4]), [x]);

@@ -174,9 +174,12 @@ function smallNetGrads(): tf.Tensor[] {
 }
 
 describe('wasm gradient kernels', () => {
+  let nativeBackpropInput: tf.KernelConfig | undefined;
+
   before(async () => {
     await tf.setBackend('wasm');
     await tf.ready();
+    nativeBackpropInput = tf.getKernel('Conv2DBackpropInput', 'wasm');
     registerWasmGradientKernels();
     registerWasmGradientKernels(); // idempotent
   });
@@ -190,10 +193,24 @@ describe('wasm gradient kernels', () => {
     ]) {
       assert.ok(tf.getKernel(k, 'wasm') !== undefined, `${k} missing`);
     }
+    assert.notEqual(tf.getKernel('Conv2DBackpropInput', 'wasm')!.kernelFunc, nativeBackpropInput?.kernelFunc);
   });
 
   test('conv2d gradients match the cpu backend', async () => {
     for (const [i, c] of CONV_CASES.entries()) await compareConv(c, false, 10 * i + 1);
+  });
+
+  test("the backend's own Conv2DBackpropInput (replaced for speed) also matches at stride 1 and 2", async () => {
+    assert.ok(nativeBackpropInput !== undefined);
+    const ours = tf.getKernel('Conv2DBackpropInput', 'wasm')!;
+    tf.unregisterKernel('Conv2DBackpropInput', 'wasm');
+    tf.registerKernel(nativeBackpropInput);
+    try {
+      for (const [i, c] of CONV_CASES.entries()) if (c.k > 1) await compareConv(c, false, 10 * i + 2);
+    } finally {
+      tf.unregisterKernel('Conv2DBackpropInput', 'wasm');
+      tf.registerKernel(ours);
+    }
   });
 
   test('depthwiseConv2d gradients match the cpu backend', async () => {
@@ -214,7 +231,7 @@ describe('wasm gradient kernels', () => {
   test('gradient kernels free their intermediates', async () => {
     await tf.setBackend('wasm');
     const fns = [convGrads(CONV_CASES[6]!, false, 5), convGrads(DEPTHWISE_CASES[8]!, true, 6)];
-    for (const fn of fns) tf.tidy(fn); // warm up
+    for (const fn of fns) tf.tidy(() => void fn()); // warm up
     const engineBefore = tf.memory().numTensors;
     const dataBefore = tf.engine().backend.numDataIds();
     for (const fn of fns) tf.tidy(() => void fn());

@@ -143,7 +143,8 @@ export async function scanDataset(dir: string): Promise<DatasetScan> {
   const top = await list(root, skipped);
   const topDirs = top.filter((e) => e.isDir);
   const strayHere = (entries: Entry[]): void => {
-    for (const e of entries) if (!e.isDir) skipped.push({ path: e.path, reason: 'not inside a class folder' });
+    // Only images are worth a word: notes and manifests (README, manifest.csv) next to the class folders are normal.
+    for (const e of entries) if (!e.isDir && isSupportedImagePath(e.path)) skipped.push({ path: e.path, reason: 'not inside a class folder' });
   };
   strayHere(top);
 

@@ -124,16 +124,21 @@ const CONFIGS: GradConfig[] = [
   unary('Abs', (g, x) => tf.mul(g, tf.sign(f32(x)))),
   unary('Sigmoid', (g, y) => tf.mul(g, tf.mul(y, tf.sub(1, y))), true),
   unary('Tanh', (g, y) => tf.mul(g, tf.sub(1, tf.square(y))), true),
-  unary('Relu', (g, x) => tf.mul(g, f32(tf.step(x)))),
-  unary('Relu6', (g, x) => tf.mul(g, f32(tf.logicalAnd(tf.greater(x, 0), tf.lessEqual(x, 6))))),
-  unary('LeakyRelu', (g, x, a) => tf.where(tf.greater(x, 0), g, tf.mul(g, a['alpha'] as number))),
-  unary('ClipByValue', (g, x, a) =>
-    tf.where(
-      tf.logicalAnd(tf.greaterEqual(x, a['clipValueMin'] as number), tf.lessEqual(x, a['clipValueMax'] as number)),
-      g,
-      tf.zerosLike(g),
-    ),
-  ),
+  // Masks are built from step() and arithmetic: the wasm backend's comparison and select kernels
+  // take a slow generic path (about 3x the time of the whole relu6 gradient below).
+  unary('Relu', (g, x) => tf.mul(g, tf.step(x))),
+  // 1 on (0, 6], as tfjs's lessEqual-based mask.
+  unary('Relu6', (g, x) => tf.mul(g, tf.sub(tf.step(x), tf.step(tf.sub(x, 6))))),
+  unary('LeakyRelu', (g, x, a) => {
+    const pos = tf.step(x);
+    return tf.mul(g, tf.add(pos, tf.mul(tf.sub(1, pos), a['alpha'] as number)));
+  }),
+  // 1 on [min, max]: 1 - [x < min] - [x > max].
+  unary('ClipByValue', (g, x, a) => {
+    const below = tf.step(tf.sub(a['clipValueMin'] as number, x));
+    const above = tf.step(tf.sub(x, a['clipValueMax'] as number));
+    return tf.mul(g, tf.sub(tf.sub(1, below), above));
+  }),
   flat('Floor'),
   flat('Ceil'),
   flat('Round'),
@@ -146,10 +151,11 @@ const CONFIGS: GradConfig[] = [
     inputsToSave: ['x', 'alpha'],
     gradFunc: (dy, s) => {
       const [g, x, alpha] = [single(dy), saved(s, 0), saved(s, 1)];
-      const positive = tf.greater(x, 0);
+      const pos = tf.step(x);
       return {
-        x: () => tf.where(positive, g, tf.mul(g, alpha)),
-        alpha: () => reduceTo(tf.where(positive, tf.zerosLike(g), tf.mul(g, x)), alpha.shape),
+        x: () => tf.mul(g, tf.add(pos, tf.mul(tf.sub(1, pos), alpha))),
+        // d/dalpha = x where x <= 0, i.e. min(x, 0) = x - relu(x).
+        alpha: () => reduceTo(tf.mul(g, tf.sub(x, tf.relu(x))), alpha.shape),
       };
     },
   },

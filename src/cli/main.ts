@@ -1,0 +1,287 @@
+/**
+ * The `phoneside` command: one verb per mode, a thin shell over the library. Option names match
+ * the library's (kebab-case here, camelCase there).
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { listBackbones } from '../backbones/registry.js';
+import { env } from '../env.js';
+import { evaluate } from '../eval/evaluate.js';
+import { formatClassificationReport, formatConfusionMatrix, metricsToJSON } from '../eval/report.js';
+
+const HELP = `phoneside — is this photo the front of a phone, its back, or neither?
+
+Usage:
+  phoneside train DATA_DIR [options]        train a classifier (folder per class, or train/ + val/)
+  phoneside evaluate MODEL DATA_DIR [--json] confusion matrix and report of a model on labelled images
+  phoneside backbones                        list the available backbones
+  phoneside help [COMMAND]
+
+Common options:
+  --cache-dir DIR      cache for downloaded weights and trunk features (env PHONESIDE_CACHE_DIR)
+  --offline            never download; fail with instructions if weights are missing (env PHONESIDE_OFFLINE=1)
+  --weights PATH       folder (or model.json) with the backbone's ImageNet weights, instead of the cache/download
+  --threads N          ONNX Runtime threads (default: all cores)
+`;
+
+const TRAIN_HELP = `phoneside train DATA_DIR [options]
+
+DATA_DIR holds one folder per class (front/, back/, none/ ...), or train/ and val/ folders that do.
+Writes a run folder: model/ (bundle), config.json, split.json, metrics.jsonl, evaluation.{txt,json},
+data-report.json (skipped files, near-duplicates across the split, timings).
+
+Model:
+  --backbone NAME        resnet50 | mobilenet_v2 (default resnet50)
+  --alpha A              MobileNetV2 width: 0.35 (default), 0.50, 0.75, 1.00
+  --top-blocks N         backbone blocks fine-tuned, counted from the top (0 = head only;
+                         default per backbone: resnet50 1, mobilenet_v2 2)
+  --head-units A,B       widths of the head's two FC-BN-PReLU-Dropout layers (default per backbone)
+  --dropout P            head dropout (default 0.5)
+Data:
+  --out DIR              run folder (default runs/<backbone>-<time>)
+  --seed N               split, augmentation and initialisation seed (default 42)
+  --val-fraction F       stratified validation fraction (default 0.2)
+  --split FILE           reuse a split.json from an earlier run
+  --views N              trunk feature views cached per training image: 1 clean + N-1 augmented (default 5)
+  --no-augment           train on clean images only
+  --limit-per-class N    use at most N images per class (quick experiments)
+Optimisation:
+  --epochs N             maximum epochs (default 30)
+  --batch-size N         (default 32)
+  --lr X                 learning rate of the head (default 1e-3)
+  --top-lr-scale X       learning-rate multiplier for fine-tuned backbone blocks (default 0.1)
+  --optimizer adam|adamw (default adamw)   --weight-decay X (default 1e-4)
+  --loss focal|ce        (default focal)   --gamma G (default 2)   --class-alpha A,B,C (per class)
+  --scheduler plateau|cosine|none (default plateau)   --lr-patience N (2)   --lr-factor F (0.5)
+  --patience N           early stopping patience on validation loss (default 6)
+  --min-delta X          (default 1e-3)
+  --backend wasm|cpu     tfjs backend for the trainable layers (default wasm)
+  --no-feature-cache     do not cache trunk features on disk
+  --quiet                no progress output
+`;
+
+const EVALUATE_HELP = `phoneside evaluate MODEL DATA_DIR [options]
+
+MODEL is a run folder or its model/ folder. Prints the confusion matrix and the classification
+report (scikit-learn layout) of the whole classifier (run as one ONNX graph) on DATA_DIR.
+  --json                 print JSON instead
+  --subset val|train     only the images that the run's split.json put in that subset
+  --split-file FILE      split.json to use with --subset (default MODEL/split.json)
+  --digits N             decimals in the report (default 4)
+`;
+
+type Values = Record<string, string | boolean | undefined>;
+
+const COMMON = {
+  'cache-dir': { type: 'string' },
+  offline: { type: 'boolean' },
+  weights: { type: 'string' },
+  threads: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const satisfies ParseArgsConfig['options'];
+
+function num(v: Values, name: string): number | undefined {
+  const s = v[name];
+  if (s === undefined) return undefined;
+  const n = Number(s);
+  if (typeof s !== 'string' || s.trim() === '' || !Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got '${String(s)}'`);
+  return n;
+}
+
+function int(v: Values, name: string, min = 0): number | undefined {
+  const n = num(v, name);
+  if (n !== undefined && (!Number.isInteger(n) || n < min)) throw new UsageError(`--${name} must be an integer >= ${min}, got ${n}`);
+  return n;
+}
+
+function list(v: Values, name: string): number[] | undefined {
+  const s = v[name];
+  if (typeof s !== 'string') return undefined;
+  const parts = s.split(',').map((p) => Number(p.trim()));
+  if (parts.some((p) => !Number.isFinite(p))) throw new UsageError(`--${name} must be comma-separated numbers, got '${s}'`);
+  return parts;
+}
+
+function choice<T extends string>(v: Values, name: string, allowed: readonly T[]): T | undefined {
+  const s = v[name];
+  if (s === undefined) return undefined;
+  if (!allowed.includes(s as T)) throw new UsageError(`--${name} must be one of ${allowed.join(', ')}, got '${String(s)}'`);
+  return s as T;
+}
+
+export class UsageError extends Error {}
+
+function applyCommon(v: Values): void {
+  if (typeof v['cache-dir'] === 'string') env.cacheDir = v['cache-dir'];
+  if (v['offline'] === true) env.offline = true;
+}
+
+function defined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, x]) => x !== undefined)) as Partial<T>;
+}
+
+async function cmdTrain(args: string[]): Promise<number> {
+  const { values: v, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      ...COMMON,
+      backbone: { type: 'string' },
+      alpha: { type: 'string' },
+      'top-blocks': { type: 'string' },
+      'head-units': { type: 'string' },
+      dropout: { type: 'string' },
+      out: { type: 'string' },
+      seed: { type: 'string' },
+      'val-fraction': { type: 'string' },
+      split: { type: 'string' },
+      views: { type: 'string' },
+      'no-augment': { type: 'boolean' },
+      'limit-per-class': { type: 'string' },
+      epochs: { type: 'string' },
+      'batch-size': { type: 'string' },
+      lr: { type: 'string' },
+      'top-lr-scale': { type: 'string' },
+      optimizer: { type: 'string' },
+      'weight-decay': { type: 'string' },
+      loss: { type: 'string' },
+      gamma: { type: 'string' },
+      'class-alpha': { type: 'string' },
+      scheduler: { type: 'string' },
+      'lr-patience': { type: 'string' },
+      'lr-factor': { type: 'string' },
+      patience: { type: 'string' },
+      'min-delta': { type: 'string' },
+      backend: { type: 'string' },
+      'no-feature-cache': { type: 'boolean' },
+      quiet: { type: 'boolean' },
+    },
+  });
+  if (v.help) {
+    process.stdout.write(TRAIN_HELP);
+    return 0;
+  }
+  if (positionals.length !== 1) throw new UsageError('train takes exactly one DATA_DIR (see phoneside help train)');
+  applyCommon(v);
+  const headUnits = list(v, 'head-units');
+  if (headUnits && (headUnits.length !== 2 || headUnits.some((u) => !Number.isInteger(u) || u < 1))) {
+    throw new UsageError('--head-units takes two positive integers, e.g. 512,128');
+  }
+  const { train } = await import('../train/train.js');
+  const { IDENTITY_AUGMENT } = await import('../data/augment.js');
+  const result = await train(positionals[0]!, {
+    backbone: (v.backbone as string | undefined) ?? 'resnet50',
+    ...defined({
+      alpha: num(v, 'alpha'),
+      weights: v.weights as string | undefined,
+      out: v.out as string | undefined,
+      seed: int(v, 'seed'),
+      valFraction: num(v, 'val-fraction'),
+      split: v.split as string | undefined,
+      topBlocks: int(v, 'top-blocks'),
+      headUnits: headUnits as [number, number] | undefined,
+      dropout: num(v, 'dropout'),
+      epochs: int(v, 'epochs', 1),
+      batchSize: int(v, 'batch-size', 2),
+      lr: num(v, 'lr'),
+      topLrScale: num(v, 'top-lr-scale'),
+      optimizer: choice(v, 'optimizer', ['adam', 'adamw'] as const),
+      weightDecay: num(v, 'weight-decay'),
+      loss: choice(v, 'loss', ['focal', 'ce'] as const),
+      gamma: num(v, 'gamma'),
+      classAlpha: list(v, 'class-alpha'),
+      scheduler: choice(v, 'scheduler', ['plateau', 'cosine', 'none'] as const),
+      lrPatience: int(v, 'lr-patience'),
+      lrFactor: num(v, 'lr-factor'),
+      patience: int(v, 'patience', 1),
+      minDelta: num(v, 'min-delta'),
+      views: int(v, 'views', 1),
+      limitPerClass: int(v, 'limit-per-class', 1),
+      threads: int(v, 'threads'),
+      backend: choice(v, 'backend', ['wasm', 'cpu'] as const),
+    }),
+    ...(v['no-augment'] ? { augment: { ...IDENTITY_AUGMENT }, views: 1 } : {}),
+    featureCache: !v['no-feature-cache'],
+    verbose: !v.quiet,
+  });
+  const t = result.timings;
+  process.stdout.write(
+    `\n${formatConfusionMatrix(result.evaluation)}\n\n${formatClassificationReport(result.evaluation, 4)}\n` +
+      `best epoch ${result.bestEpoch} of ${t.epochs}; time: decode+augment ${t.decodeSeconds.toFixed(1)}s, ` +
+      `trunk ${t.trunkSeconds.toFixed(1)}s (${t.featureViewsComputed} views computed, ${t.featureViewsCached} cached), ` +
+      `training ${t.trainSeconds.toFixed(1)}s (${t.secondsPerEpoch.toFixed(1)}s/epoch), total ${t.totalSeconds.toFixed(1)}s\n` +
+      `run folder: ${result.runDir}\n`,
+  );
+  return 0;
+}
+
+async function cmdEvaluate(args: string[]): Promise<number> {
+  const { values: v, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { ...COMMON, json: { type: 'boolean' }, subset: { type: 'string' }, 'split-file': { type: 'string' }, digits: { type: 'string' } },
+  });
+  if (v.help) {
+    process.stdout.write(EVALUATE_HELP);
+    return 0;
+  }
+  if (positionals.length !== 2) throw new UsageError('evaluate takes MODEL and DATA_DIR (see phoneside help evaluate)');
+  applyCommon(v);
+  const r = await evaluate(positionals[0]!, positionals[1]!, {
+    ...defined({
+      weights: v.weights as string | undefined,
+      threads: int(v, 'threads'),
+      subset: choice(v, 'subset', ['train', 'val'] as const),
+      splitFile: v['split-file'] as string | undefined,
+    }),
+  });
+  for (const s of r.skipped) process.stderr.write(`warning: skipped ${s.path}: ${s.reason}\n`);
+  if (v.json) {
+    process.stdout.write(JSON.stringify({ ...metricsToJSON(r.metrics), skipped: r.skipped, seconds: r.seconds }, null, 2) + '\n');
+  } else {
+    const digits = int(v, 'digits') ?? 4;
+    process.stdout.write(`${formatConfusionMatrix(r.metrics)}\n\n${formatClassificationReport(r.metrics, digits)}\n`);
+  }
+  return 0;
+}
+
+function cmdBackbones(): number {
+  for (const b of listBackbones()) {
+    const p = b.preprocessing;
+    process.stdout.write(
+      `${b.id.padEnd(20)} ${b.displayName}; input ${p.size}x${p.size} ${p.channelOrder}, mean ${p.mean.join('/')}, std ${p.std.join('/')}; ` +
+        `top blocks ${b.topBlockNames.join(', ')} (default ${b.defaultTopBlocks})\n`,
+    );
+  }
+  return 0;
+}
+
+/** Runs the CLI; returns the exit status. */
+export async function main(argv: string[]): Promise<number> {
+  const [verb, ...rest] = argv;
+  try {
+    switch (verb) {
+      case 'train':
+        return await cmdTrain(rest);
+      case 'evaluate':
+        return await cmdEvaluate(rest);
+      case 'backbones':
+        return cmdBackbones();
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        process.stdout.write(rest[0] === 'train' ? TRAIN_HELP : rest[0] === 'evaluate' ? EVALUATE_HELP : HELP);
+        return 0;
+      default:
+        throw new UsageError(`unknown command '${verb}'`);
+    }
+  } catch (err) {
+    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`phoneside: ${(err as Error).message}\nRun 'phoneside help' for usage.\n`);
+      return 2;
+    }
+    process.stderr.write(`phoneside: ${err instanceof Error ? err.message : String(err)}\n`);
+    if (process.env['PHONESIDE_DEBUG'] && err instanceof Error) process.stderr.write(`${err.stack}\n`);
+    return 1;
+  }
+}

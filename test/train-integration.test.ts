@@ -1,0 +1,71 @@
+/**
+ * Real-data integration test (slow: ~2-4 min on 2 cores): trains both backbones for a few epochs
+ * on a small subset of ../shared/datasets/phones through the CLI, then evaluates the saved run
+ * through the deployed path (whole classifier as one ONNX graph).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { main } from '../src/cli/main.js';
+import { env } from '../src/env.js';
+
+const DATA = resolve('../shared/datasets/phones');
+const MOBILENET = resolve('../shared/weights/mobilenet_v2_0.35_224');
+const haveData = existsSync(DATA) && existsSync(MOBILENET);
+
+/** Captures what the CLI writes to stdout while `fn` runs. */
+async function captureStdout(fn: () => Promise<number>): Promise<{ code: number; out: string }> {
+  const write = process.stdout.write.bind(process.stdout);
+  let out = '';
+  process.stdout.write = ((chunk: string | Uint8Array) => {
+    out += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString();
+    return true;
+  }) as typeof process.stdout.write;
+  try {
+    return { code: await fn(), out };
+  } finally {
+    process.stdout.write = write;
+  }
+}
+
+for (const backbone of ['mobilenet_v2', 'resnet50'] as const) {
+  test(`train + evaluate ${backbone} on a subset of the real data (slow)`, { skip: !haveData && 'no ../shared data', timeout: 600_000 }, async () => {
+    const dir = await mkdtemp(join(tmpdir(), `phoneside-it-${backbone}-`));
+    const saved = env.cacheDir;
+    try {
+      const out = join(dir, 'run');
+      const args = [
+        'train', DATA, '--backbone', backbone, '--out', out, '--cache-dir', join(dir, 'cache'),
+        '--limit-per-class', '30', '--views', '2', '--epochs', '6', '--batch-size', '16', '--quiet',
+        ...(backbone === 'mobilenet_v2' ? ['--weights', MOBILENET] : []),
+      ];
+      const trained = await captureStdout(() => main(args));
+      assert.equal(trained.code, 0, trained.out);
+      for (const f of ['model/manifest.json', 'model/weights.bin', 'config.json', 'split.json', 'metrics.jsonl', 'evaluation.json', 'evaluation.txt', 'data-report.json']) {
+        assert.ok(existsSync(join(out, f)), `run folder lacks ${f}`);
+      }
+      const epochs = (await readFile(join(out, 'metrics.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { trainLoss: number });
+      assert.ok(epochs.length >= 2, 'at least two epochs logged');
+      assert.ok(epochs[epochs.length - 1]!.trainLoss < epochs[0]!.trainLoss, 'training loss went down');
+
+      const evaluated = await captureStdout(() =>
+        main(['evaluate', out, DATA, '--subset', 'val', '--json', ...(backbone === 'mobilenet_v2' ? ['--weights', MOBILENET] : [])]),
+      );
+      assert.equal(evaluated.code, 0);
+      const report = JSON.parse(evaluated.out) as { accuracy: number; total: number; macroAvg: { f1: number } };
+      const recorded = JSON.parse(await readFile(join(out, 'evaluation.json'), 'utf8')) as { accuracy: number; total: number };
+      assert.equal(report.total, 18, '6 validation images per class');
+      // Chance is 1/3; a model that learned anything from 24 images per class is far above it.
+      assert.ok(report.accuracy >= 0.7, `accuracy ${report.accuracy} is not well above chance`);
+      assert.ok(report.macroAvg.f1 >= 0.65, `macro F1 ${report.macroAvg.f1}`);
+      // The exported ONNX classifier and the training-time evaluation agree.
+      assert.equal(report.accuracy, recorded.accuracy);
+    } finally {
+      env.cacheDir = saved;
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+}
