@@ -7,7 +7,19 @@ import type { TrainOptions, TrainResult } from './train/train.js';
 export { env, type PhonesideEnv } from './env.js';
 export { getBackbone, listBackbones, type BackboneSpec, type Preprocessing } from './backbones/registry.js';
 export { loadBackbone, type LoadedBackbone } from './backbones/load.js';
-export { Classifier, toPrediction, type LoadClassifierOptions, type Prediction } from './infer/classifier.js';
+export {
+  Classifier,
+  toPrediction,
+  type ClassifierSource,
+  type DecodedBatch,
+  type LoadClassifierOptions,
+  type Prediction,
+} from './infer/classifier.js';
+export { loadClassifier, defaultModelPath, NoDefaultModelError } from './infer/load.js';
+export { predictFiles, decide, UNCERTAIN, type PredictionRow, type PredictOptions } from './infer/predict.js';
+export { expandInputs, type ExpandedInputs, type InputProblem } from './infer/inputs.js';
+export { exportClassifier, type ExportOptions, type ExportResult } from './infer/export.js';
+export { readOnnxMetadata, type ClassifierInfo } from './infer/onnx-meta.js';
 export { loadBundle, saveBundle, type ModelBundle, type BundleManifest } from './model/bundle.js';
 export { evaluate, type EvaluateOptions, type EvaluationResult } from './eval/evaluate.js';
 export {

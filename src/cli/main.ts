@@ -7,12 +7,16 @@ import { listBackbones } from '../backbones/registry.js';
 import { env } from '../env.js';
 import { evaluate } from '../eval/evaluate.js';
 import { formatClassificationReport, formatConfusionMatrix, metricsToJSON } from '../eval/report.js';
+import { cmdExport, EXPORT_HELP } from './export.js';
+import { cmdPredict, PREDICT_HELP } from './predict.js';
 
 const HELP = `phoneside — is this photo the front of a phone, its back, or neither?
 
 Usage:
   phoneside train DATA_DIR [options]        train a classifier (folder per class, or train/ + val/)
   phoneside evaluate MODEL DATA_DIR [--json] confusion matrix and report of a model on labelled images
+  phoneside predict [--model M] PATH...      classify images (files, folders, globs); --format table|jsonl|csv
+  phoneside export MODEL --out FILE.onnx     the whole classifier as one ONNX file (with its metadata)
   phoneside backbones                        list the available backbones
   phoneside help [COMMAND]
 
@@ -255,6 +259,8 @@ function cmdBackbones(): number {
   return 0;
 }
 
+const VERB_HELP: Record<string, string> = { train: TRAIN_HELP, evaluate: EVALUATE_HELP, predict: PREDICT_HELP, export: EXPORT_HELP };
+
 /** Runs the CLI; returns the exit status. */
 export async function main(argv: string[]): Promise<number> {
   const [verb, ...rest] = argv;
@@ -264,13 +270,17 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdTrain(rest);
       case 'evaluate':
         return await cmdEvaluate(rest);
+      case 'predict':
+        return await cmdPredict(rest);
+      case 'export':
+        return await cmdExport(rest);
       case 'backbones':
         return cmdBackbones();
       case undefined:
       case 'help':
       case '--help':
       case '-h':
-        process.stdout.write(rest[0] === 'train' ? TRAIN_HELP : rest[0] === 'evaluate' ? EVALUATE_HELP : HELP);
+        process.stdout.write(VERB_HELP[rest[0] ?? ''] ?? HELP);
         return 0;
       default:
         throw new UsageError(`unknown command '${verb}'`);

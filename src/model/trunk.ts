@@ -45,6 +45,8 @@ export class Trunk {
     const session = await ort.InferenceSession.create(bytes, {
       intraOpNumThreads: opts.threads ?? 0,
       graphOptimizationLevel: 'all',
+      // Decoding and augmentation (sharp) run beside the trunk: idle ORT threads must sleep, not spin.
+      extra: { session: { intra_op: { allow_spinning: '0' } } },
     });
     return new Trunk(session, inShape[0], [...shapes.get(graph.output)!]);
   }

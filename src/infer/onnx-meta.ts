@@ -1,0 +1,191 @@
+/**
+ * The metadata phoneside writes into an exported classifier's ONNX `metadata_props`, and a reader
+ * for it. ONNX Runtime's JS API does not expose `metadata_props`, so the file's top-level
+ * protobuf fields are walked directly with positional reads: the (large) graph field is skipped
+ * by its length prefix and never read, so reading metadata costs a few small reads, not a parse.
+ */
+import { open } from 'node:fs/promises';
+import onnxProto from 'onnx-proto';
+import type { Preprocessing, ResizePolicy } from '../backbones/registry.js';
+
+const { onnx } = onnxProto;
+
+/** Bumped when the meaning of the metadata (or the input/output contract) changes. */
+export const ONNX_FORMAT_VERSION = 1;
+
+/** Everything needed to run an exported classifier without its bundle. */
+export interface ClassifierInfo {
+  classes: string[];
+  preprocessing: Preprocessing;
+  /** Softmax temperature; already folded into the graph (recorded for model cards). */
+  temperature: number;
+  /** Per-class minimum confidence (top probability) below which the answer is "uncertain". */
+  thresholds: Record<string, number>;
+  backbone: { id: string; weightsSha256: string };
+  /** When the ONNX file (or the bundle, for bundles) was made, ISO 8601. */
+  createdAt: string;
+}
+
+/** `preprocessing` as written to metadata: the Preprocessing fields plus the tensor contract. */
+interface PreprocessingMeta extends Preprocessing {
+  layout: 'NCHW';
+  dtype: 'float32';
+  formula: string;
+}
+
+export function classifierMetadata(info: ClassifierInfo): Record<string, string> {
+  const p = info.preprocessing;
+  const pre: PreprocessingMeta = {
+    size: p.size,
+    channelOrder: p.channelOrder,
+    mean: p.mean,
+    std: p.std,
+    resize: p.resize,
+    layout: 'NCHW',
+    dtype: 'float32',
+    formula: `decode as 8-bit sRGB, resize to size x size (${p.resize}), order channels ${p.channelOrder}, x = (pixel - mean) / std`,
+  };
+  return {
+    'phoneside.format_version': String(ONNX_FORMAT_VERSION),
+    classes: JSON.stringify(info.classes),
+    preprocessing: JSON.stringify(pre),
+    temperature: String(info.temperature),
+    thresholds: JSON.stringify(info.thresholds),
+    backbone: JSON.stringify({ id: info.backbone.id, weightsSha256: info.backbone.weightsSha256 }),
+    created_at: info.createdAt,
+  };
+}
+
+const RESIZE: readonly ResizePolicy[] = ['squash', 'center-crop', 'pad'];
+
+function isTriple(v: unknown): v is [number, number, number] {
+  return Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === 'number' && Number.isFinite(x));
+}
+
+/** Validates a thresholds object (class -> probability in [0, 1]); `where` names it in errors. */
+export function parseThresholds(v: unknown, where: string): Record<string, number> {
+  if (v === undefined || v === null) return {};
+  if (typeof v !== 'object' || Array.isArray(v)) throw new Error(`${where}: thresholds must be an object of class -> probability`);
+  const out: Record<string, number> = {};
+  for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+    if (typeof x !== 'number' || !(x >= 0 && x <= 1)) throw new Error(`${where}: threshold for '${k}' must be a number in [0, 1]`);
+    out[k] = x;
+  }
+  return out;
+}
+
+/** Metadata -> ClassifierInfo, with errors that say which file and field is wrong. */
+export function parseClassifierMetadata(meta: Record<string, string>, where: string): ClassifierInfo {
+  const version = meta['phoneside.format_version'];
+  if (version === undefined) throw new Error(`${where} is not a phoneside classifier (no phoneside.format_version metadata); make one with 'phoneside export'`);
+  if (!(Number(version) <= ONNX_FORMAT_VERSION)) {
+    throw new Error(`${where}: format version ${version} is newer than this phoneside supports (${ONNX_FORMAT_VERSION})`);
+  }
+  const json = (key: string): unknown => {
+    const s = meta[key];
+    if (s === undefined) throw new Error(`${where}: metadata '${key}' is missing`);
+    try {
+      return JSON.parse(s);
+    } catch {
+      throw new Error(`${where}: metadata '${key}' is not valid JSON`);
+    }
+  };
+  const classes = json('classes');
+  if (!Array.isArray(classes) || classes.length < 2 || !classes.every((c) => typeof c === 'string')) {
+    throw new Error(`${where}: metadata 'classes' must be an array of at least two names`);
+  }
+  const p = json('preprocessing') as Partial<PreprocessingMeta>;
+  if (
+    typeof p !== 'object' || p === null || !Number.isInteger(p.size) || (p.size as number) <= 0 ||
+    (p.channelOrder !== 'RGB' && p.channelOrder !== 'BGR') || !isTriple(p.mean) || !isTriple(p.std) ||
+    !RESIZE.includes(p.resize as ResizePolicy) || (p.layout !== undefined && p.layout !== 'NCHW')
+  ) {
+    throw new Error(`${where}: metadata 'preprocessing' is incomplete or invalid`);
+  }
+  const b = (meta['backbone'] !== undefined ? json('backbone') : {}) as { id?: unknown; weightsSha256?: unknown };
+  const temperature = meta['temperature'] !== undefined ? Number(meta['temperature']) : 1;
+  return {
+    classes: classes as string[],
+    preprocessing: { size: p.size!, channelOrder: p.channelOrder, mean: p.mean, std: p.std, resize: p.resize! },
+    temperature: Number.isFinite(temperature) ? temperature : 1,
+    thresholds: meta['thresholds'] !== undefined ? parseThresholds(json('thresholds'), where) : {},
+    backbone: { id: typeof b.id === 'string' ? b.id : 'unknown', weightsSha256: typeof b.weightsSha256 === 'string' ? b.weightsSha256 : '' },
+    createdAt: meta['created_at'] ?? '',
+  };
+}
+
+/** A protobuf varint at `at`: [value, bytes used]; Number arithmetic so values above 2^31 work. */
+function varint(buf: Uint8Array, at: number): [number, number] {
+  let value = 0;
+  let scale = 1;
+  for (let i = 0; i < 10 && at + i < buf.length; i++) {
+    const byte = buf[at + i]!;
+    value += (byte & 0x7f) * scale;
+    if (byte < 0x80) return [value, i + 1];
+    scale *= 128;
+  }
+  throw new Error('truncated varint');
+}
+
+const GRAPH_FIELD = 7; // ModelProto.graph
+const METADATA_PROPS_FIELD = 14; // ModelProto.metadata_props
+
+/** The `metadata_props` of an ONNX file as key -> value (later duplicates win). */
+export async function readOnnxMetadata(path: string): Promise<Record<string, string>> {
+  const fh = await open(path, 'r');
+  try {
+    const size = (await fh.stat()).size;
+    const readAt = async (pos: number, n: number): Promise<Uint8Array> => {
+      const buf = Buffer.alloc(n);
+      const { bytesRead } = await fh.read(buf, 0, n, pos);
+      return buf.subarray(0, bytesRead);
+    };
+    const meta: Record<string, string> = {};
+    const bad = (): Error => new Error(`${path} is not an ONNX model (unreadable protobuf)`);
+    let pos = 0;
+    let sawGraph = false;
+    while (pos < size) {
+      // A field header is at most a 5-byte tag plus a 10-byte length.
+      const head = await readAt(pos, 16);
+      let tag: number;
+      let n: number;
+      try {
+        [tag, n] = varint(head, 0);
+      } catch {
+        throw bad();
+      }
+      const field = Math.floor(tag / 8);
+      const wire = tag % 8;
+      if (field === 0) throw bad();
+      if (wire === 0) {
+        try {
+          pos += n + varint(head, n)[1];
+        } catch {
+          throw bad();
+        }
+      } else if (wire === 1) pos += n + 8;
+      else if (wire === 5) pos += n + 4;
+      else if (wire === 2) {
+        let len: number;
+        let m: number;
+        try {
+          [len, m] = varint(head, n);
+        } catch {
+          throw bad();
+        }
+        const start = pos + n + m;
+        if (start + len > size) throw bad();
+        if (field === GRAPH_FIELD) sawGraph = true;
+        if (field === METADATA_PROPS_FIELD) {
+          const entry = onnx.StringStringEntryProto.decode(await readAt(start, len));
+          meta[entry.key] = entry.value;
+        }
+        pos = start + len;
+      } else throw bad();
+    }
+    if (!sawGraph) throw bad();
+    return meta;
+  } finally {
+    await fh.close();
+  }
+}

@@ -1,0 +1,60 @@
+/**
+ * Shared by the predict and export tests: a small MobileNetV2 bundle made without training (and
+ * without tfjs): the real ImageNet trunk cut at its feature layer, plus a seeded random head
+ * GAP -> dense(8) -> batchNorm -> PReLU -> dense(3), small enough that probabilities are not
+ * saturated, so comparisons between code paths mean something.
+ */
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { inferShapes, type GraphNode } from '../src/backbones/graph.js';
+import { loadBackbone } from '../src/backbones/load.js';
+import { getBackbone } from '../src/backbones/registry.js';
+import { BUNDLE_FORMAT, BUNDLE_VERSION, saveBundle, type BundleManifest } from '../src/model/bundle.js';
+import { createRng } from '../src/util/rng.js';
+
+export const MOBILENET = resolve('../shared/weights/mobilenet_v2_0.35_224');
+export const DATA = resolve('../shared/datasets/phones');
+export const IMAGES = ['front/html5_device_mockups__HtcOneM8_landscape_black.jpg', 'back/office_items__0VXFAIW8A261.jpg'].map((f) => join(DATA, f));
+export const haveData = existsSync(MOBILENET) && IMAGES.every((f) => existsSync(f));
+export const CLASSES = ['back', 'front', 'none'];
+
+export interface FixtureOptions {
+  temperature?: number;
+  thresholds?: Record<string, number>;
+  seed?: number;
+}
+
+/** Writes the bundle to `dir` (manifest.json + weights.bin); returns `dir`. */
+export async function makeBundle(dir: string, opts: FixtureOptions = {}): Promise<string> {
+  const spec = getBackbone('mobilenet_v2');
+  const backbone = await loadBackbone(spec, { path: MOBILENET });
+  const cut = spec.featureLayer;
+  const cutShape = inferShapes(backbone.graph).get(cut) as [number, number, number];
+  const rng = createRng(opts.seed ?? 11);
+  const t = (shape: number[], lo: number, hi: number): { shape: number[]; data: Float32Array } => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    return { shape, data: Float32Array.from({ length: n }, () => rng.uniform(lo, hi)) };
+  };
+  const c = cutShape[2];
+  const nodes: GraphNode[] = [
+    { name: cut, op: { kind: 'input', shape: cutShape }, inputs: [], weights: {} },
+    { name: 'head_gap', op: { kind: 'globalAvgPool' }, inputs: [cut], weights: {} },
+    { name: 'head_fc1', op: { kind: 'dense', units: 8, useBias: true, activation: 'linear' }, inputs: ['head_gap'], weights: { kernel: t([c, 8], -0.1, 0.1), bias: t([8], -0.1, 0.1) } },
+    {
+      name: 'head_bn1', op: { kind: 'batchNorm', epsilon: 1e-3 }, inputs: ['head_fc1'],
+      weights: { gamma: t([8], 0.8, 1.2), beta: t([8], -0.1, 0.1), moving_mean: t([8], -0.2, 0.2), moving_variance: t([8], 0.5, 1.5) },
+    },
+    { name: 'head_prelu1', op: { kind: 'prelu' }, inputs: ['head_bn1'], weights: { alpha: t([8], 0.1, 0.3) } },
+    { name: 'head_logits', op: { kind: 'dense', units: 3, useBias: true, activation: 'linear' }, inputs: ['head_prelu1'], weights: { kernel: t([8, 3], -0.8, 0.8), bias: t([3], -0.1, 0.1) } },
+  ];
+  const manifest: BundleManifest = {
+    format: BUNDLE_FORMAT, version: BUNDLE_VERSION, createdAt: '2024-01-02T03:04:05.000Z',
+    backbone: { id: spec.id, family: spec.family, weightsSha256: backbone.weightsSha256, weightsSource: 'test', cut },
+    preprocessing: spec.preprocessing, classes: CLASSES, topBlocks: 0, head: { units: [8], dropout: 0 },
+    temperature: opts.temperature ?? 1, info: {},
+  };
+  // `thresholds` is an optional manifest field that the bundle type does not declare.
+  const withThresholds = opts.thresholds ? Object.assign(manifest, { thresholds: opts.thresholds }) : manifest;
+  await saveBundle(dir, { manifest: withThresholds, graph: { nodes, input: cut, output: 'head_logits' } });
+  return dir;
+}
