@@ -213,6 +213,7 @@ async function cmdTrain(args: string[]): Promise<number> {
       `best epoch ${result.bestEpoch} of ${t.epochs}; time: decode+augment ${t.decodeSeconds.toFixed(1)}s, ` +
       `trunk ${t.trunkSeconds.toFixed(1)}s (${t.featureViewsComputed} views computed, ${t.featureViewsCached} cached), ` +
       `training ${t.trainSeconds.toFixed(1)}s (${t.secondsPerEpoch.toFixed(1)}s/epoch), total ${t.totalSeconds.toFixed(1)}s\n` +
+      `calibration: temperature ${result.calibration.temperature.toFixed(3)}, ECE ${result.calibration.eceBefore.toFixed(4)} -> ${result.calibration.eceAfter.toFixed(4)}\n` +
       `run folder: ${result.runDir}\n`,
   );
   return 0;

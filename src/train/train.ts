@@ -25,7 +25,9 @@ import { initTrainingBackend, type TrainingBackend } from './backend.js';
 import type { Callback, EpochLogs } from './callback.js';
 import { CosineAnnealing, EarlyStopping, JsonlLogger, ProgressCallback, ReduceLROnPlateau } from './callbacks.js';
 import { FeatureStore } from './features.js';
-import { evaluateFeatures, fit } from './fit.js';
+import { evaluateFeatures, fit, predictLogits } from './fit.js';
+import { fitTemperature, softmaxWithTemperature } from '../eval/calibration.js';
+import { expectedCalibrationError } from '../eval/metrics.js';
 import type { LossConfig } from './loss.js';
 
 /** Every option of `phoneside train`, with the same names in the CLI (kebab-case there). */
@@ -117,6 +119,7 @@ export interface StageTimings {
 
 export interface TrainResult {
   runDir: string;
+  calibration: { temperature: number; eceBefore: number; eceAfter: number };
   bundle: ModelBundle;
   evaluation: ClassificationMetrics;
   history: EpochLogs[];
@@ -278,8 +281,18 @@ export async function train(dataDir: string, options: Partial<TrainOptions> & { 
 
   // 5. Final validation (best weights restored by early stopping) and the run folder.
   const valLabels = valItems.map((i) => classes.indexOf(i.label));
-  const final = evaluateFeatures(model, valFeat.features.map((v) => v[0]!), valLabels, classes, lossCfg);
+  const valRows = valFeat.features.map((v) => v[0]!);
+  const final = evaluateFeatures(model, valRows, valLabels, classes, lossCfg);
   const evaluation = classificationMetrics(valLabels, final.probs.map(argmax), classes);
+  // Temperature scaling on the validation logits: calibrated confidences for --min-confidence.
+  const valLogits = predictLogits(model, valRows);
+  const temperature = fitTemperature(valLogits, valLabels);
+  const calibration = {
+    temperature,
+    eceBefore: expectedCalibrationError(softmaxWithTemperature(valLogits, 1), valLabels),
+    eceAfter: expectedCalibrationError(softmaxWithTemperature(valLogits, temperature), valLabels),
+  };
+  log(`calibration: temperature ${temperature.toFixed(3)}, ECE ${calibration.eceBefore.toFixed(4)} -> ${calibration.eceAfter.toFixed(4)}`);
   const bestEpoch = early.bestEpoch ?? result.epochsRun;
   const timings: StageTimings = {
     scanSeconds,
@@ -311,9 +324,10 @@ export async function train(dataDir: string, options: Partial<TrainOptions> & { 
       classes,
       topBlocks,
       head: { units: headUnits, dropout: opts.dropout },
-      temperature: 1,
+      temperature,
       info: {
         validation: { accuracy: evaluation.accuracy, macroF1: evaluation.macroAvg.f1, images: valItems.length },
+        calibration,
         trainImages: trainItems.length,
         bestEpoch,
         loss: lossCfg,
@@ -329,7 +343,7 @@ export async function train(dataDir: string, options: Partial<TrainOptions> & { 
   const report = formatClassificationReport(evaluation, 4);
   const cm = formatConfusionMatrix(evaluation);
   await writeFile(join(runDir, 'evaluation.txt'), `${cm}\n\n${report}\n`);
-  await writeFile(join(runDir, 'evaluation.json'), JSON.stringify({ split: 'val', bestEpoch, ...metricsToJSON(evaluation) }, null, 2) + '\n');
+  await writeFile(join(runDir, 'evaluation.json'), JSON.stringify({ split: 'val', bestEpoch, ...metricsToJSON(evaluation), calibration }, null, 2) + '\n');
   timings.totalSeconds = (performance.now() - tStart) / 1000;
   await writeFile(
     join(runDir, 'data-report.json'),
@@ -347,5 +361,5 @@ export async function train(dataDir: string, options: Partial<TrainOptions> & { 
       2,
     ) + '\n',
   );
-  return { runDir, bundle, evaluation, history: result.history, bestEpoch, timings, skipped, nearDuplicates, split: manifest };
+  return { runDir, calibration, bundle, evaluation, history: result.history, bestEpoch, timings, skipped, nearDuplicates, split: manifest };
 }

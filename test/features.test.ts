@@ -1,0 +1,63 @@
+/** The trunk feature store: per-view determinism, the disk cache, and what the cache key covers. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { loadBackbone } from '../src/backbones/load.js';
+import { normalizeToCHW } from '../src/backbones/preprocess.js';
+import { cutLayer, getBackbone } from '../src/backbones/registry.js';
+import { DEFAULT_AUGMENT } from '../src/data/augment.js';
+import { loadForModel } from '../src/data/image.js';
+import { Trunk } from '../src/model/trunk.js';
+import { FeatureStore } from '../src/train/features.js';
+import { sha256File } from '../src/util/hash.js';
+
+const MOBILENET = resolve('../shared/weights/mobilenet_v2_0.35_224');
+const DATA = resolve('../shared/datasets/phones');
+const FILES = ['front/html5_device_mockups__HtcOneM8_landscape_black.jpg', 'back/office_items__0VXFAIW8A261.jpg'].map((f) => join(DATA, f));
+const ready = existsSync(MOBILENET) && FILES.every((f) => existsSync(f));
+
+const maxDiff = (a: Float32Array, b: Float32Array): number => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]!)), 0);
+
+test('feature store: views, determinism and disk cache', { skip: !ready && 'no shared data' }, async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'phoneside-features-'));
+  try {
+    const spec = getBackbone('mobilenet_v2');
+    const backbone = await loadBackbone(spec, { path: MOBILENET });
+    const trunk = await Trunk.create(backbone, { cut: cutLayer(spec, 2), pool: false });
+    const sources = await Promise.all(FILES.map(async (path) => ({ path, sha256: await sha256File(path) })));
+    const make = (seed: number) =>
+      new FeatureStore({ trunk, preprocessing: spec.preprocessing, augment: DEFAULT_AUGMENT, seed, trunkKey: 'test', cacheDir: dir });
+
+    const first = await make(1).extract(sources, 3);
+    assert.equal(first.stats.computed, 6);
+    assert.equal(first.stats.fromDisk, 0);
+    assert.deepEqual(trunk.outputShape, [7, 7, 56]);
+
+    // View 0 is the plain resized image through the trunk.
+    const pre = spec.preprocessing;
+    const x = new Float32Array(3 * pre.size * pre.size);
+    normalizeToCHW((await loadForModel(FILES[0]!, pre.size, pre.resize)).data, pre, x);
+    assert.ok(maxDiff(first.features[0]![0]!, await trunk.run(x, 1)) < 1e-5);
+    // Augmented views differ from the clean one and from each other.
+    assert.ok(maxDiff(first.features[0]![0]!, first.features[0]![1]!) > 0.1);
+    assert.ok(maxDiff(first.features[0]![1]!, first.features[0]![2]!) > 0.1);
+
+    // Same settings again: everything comes from disk, bit for bit.
+    const again = await make(1).extract(sources, 3);
+    assert.equal(again.stats.fromDisk, 6);
+    assert.equal(again.stats.computed, 0);
+    assert.equal(maxDiff(again.features[1]![2]!, first.features[1]![2]!), 0);
+
+    // Another seed: the clean views are shared, the augmented ones are recomputed and differ.
+    const other = await make(2).extract(sources, 3);
+    assert.equal(other.stats.fromDisk, 2);
+    assert.equal(other.stats.computed, 4);
+    assert.ok(maxDiff(other.features[0]![1]!, first.features[0]![1]!) > 0.1);
+    await trunk.dispose();
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
