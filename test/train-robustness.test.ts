@@ -1,0 +1,46 @@
+/** A training run over a folder with bad files: they are skipped, reported, and the run completes. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { env } from '../src/env.js';
+import { train } from '../src/train/train.js';
+
+const DATA = resolve('../shared/datasets/phones');
+const MOBILENET = resolve('../shared/weights/mobilenet_v2_0.35_224');
+const ready = existsSync(DATA) && existsSync(MOBILENET);
+
+test('undecodable files are skipped and listed; the run still trains and saves', { skip: !ready && 'no shared data', timeout: 300_000 }, async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'phoneside-robust-'));
+  const saved = env.cacheDir;
+  try {
+    const data = join(dir, 'data');
+    for (const c of ['back', 'front', 'none']) {
+      await mkdir(join(data, c), { recursive: true });
+      const names = (await readdir(join(DATA, c))).filter((f) => f.endsWith('.jpg')).sort().slice(0, 6);
+      for (const n of names) await copyFile(join(DATA, c, n), join(data, c, n));
+    }
+    const jpeg = await readFile(join(data, 'front', (await readdir(join(data, 'front')))[0]!));
+    await writeFile(join(data, 'front', 'truncated.jpg'), jpeg.subarray(0, 600));
+    await writeFile(join(data, 'back', 'not-an-image.png'), 'hello');
+    await writeFile(join(data, 'none', 'notes.txt'), 'a note');
+    env.cacheDir = join(dir, 'cache');
+    const out = join(dir, 'run');
+    const r = await train(data, {
+      backbone: 'mobilenet_v2', weights: MOBILENET, out, topBlocks: 0, epochs: 2, views: 1, batchSize: 6, verbose: false,
+    });
+    const skippedNames = r.skipped.map((s) => s.path.split('/').pop()).sort();
+    assert.deepEqual(skippedNames, ['not-an-image.png', 'notes.txt', 'truncated.jpg']);
+    const report = JSON.parse(await readFile(join(out, 'data-report.json'), 'utf8')) as { skipped: { path: string; reason: string }[] };
+    assert.equal(report.skipped.length, 3);
+    assert.ok(report.skipped.every((s) => s.reason.length > 0));
+    assert.equal(r.evaluation.total, 3 * 1, 'one validation image per class (6 images, 20%)');
+    assert.ok(existsSync(join(out, 'model', 'manifest.json')));
+    assert.ok(r.calibration.temperature > 0);
+  } finally {
+    env.cacheDir = saved;
+    await rm(dir, { recursive: true, force: true });
+  }
+});
