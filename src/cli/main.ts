@@ -37,7 +37,7 @@ Model:
   --backbone NAME        resnet50 | mobilenet_v2 (default resnet50)
   --alpha A              MobileNetV2 width: 0.35 (default), 0.50, 0.75, 1.00
   --top-blocks N         backbone blocks fine-tuned, counted from the top (0 = head only;
-                         default per backbone: resnet50 1, mobilenet_v2 2)
+                         default per backbone: resnet50 1, mobilenet_v2 3)
   --head-units A,B       widths of the head's two FC-BN-PReLU-Dropout layers (default per backbone)
   --dropout P            head dropout (default 0.5)
 Data:
@@ -45,7 +45,7 @@ Data:
   --seed N               split, augmentation and initialisation seed (default 42)
   --val-fraction F       stratified validation fraction (default 0.2)
   --split FILE           reuse a split.json from an earlier run
-  --views N              trunk feature views cached per training image: 1 clean + N-1 augmented (default 5)
+  --views N              trunk feature views cached per training image: 1 clean + N-1 augmented (default 4)
   --no-augment           train on clean images only
   --limit-per-class N    use at most N images per class (quick experiments)
 Optimisation:
@@ -56,7 +56,7 @@ Optimisation:
   --optimizer adam|adamw (default adamw)   --weight-decay X (default 1e-4)
   --loss focal|ce        (default focal)   --gamma G (default 2)   --class-alpha A,B,C (per class)
   --scheduler plateau|cosine|none (default plateau)   --lr-patience N (2)   --lr-factor F (0.5)
-  --patience N           early stopping patience on validation loss (default 6)
+  --patience N           early stopping patience on validation loss (default 5)
   --min-delta X          (default 1e-3)
   --backend wasm|cpu     tfjs backend for the trainable layers (default wasm)
   --no-feature-cache     do not cache trunk features on disk

@@ -1,0 +1,485 @@
+/**
+ * Benchmark (not a test): inference speed of the whole classifier (frozen trunk + fine-tuned top
+ * blocks + head + softmax, one ONNX graph, run by ONNX Runtime through `Classifier`), beside the
+ * same architecture run by PyTorch on the CPU (bench/torch_bench.py), in one run.
+ *
+ *   e2e    JPEG decode + resize + normalise + inference over real photos (`predictFiles`, which
+ *          decodes the next batch while the current one runs), images/s
+ *   model  inference alone on pre-decoded tensors, images/s, and the arithmetic rate it implies
+ *          (conv + dense FLOPs of the graph x images/s) against the CPU's fp32 peak
+ *
+ * The classifiers are built without training (real ImageNet trunk and top blocks, seeded random
+ * head), which does not change their speed. Prints a markdown table for the README.
+ *
+ * Usage: npm run bench [-- options]   (bench/run.sh installs PyTorch first when it can)
+ *   --images N         JPEGs read from --data (default 64)
+ *   --threads 1,2      ONNX Runtime / PyTorch intra-op threads
+ *   --batch 1,8,32     images per inference call
+ *   --backbones LIST   default resnet50,mobilenet_v2
+ *   --python PATH      python3 with torch + torchvision; '' skips PyTorch (default /usr/bin/python3)
+ *   --experiments      instead: time ONNX Runtime session options and input layouts
+ *   --json FILE        also write the raw results
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { cpus, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import * as ort from 'onnxruntime-node';
+import { countMacs } from '../src/backbones/flops.js';
+import { inferShapes, sliceGraph, type GraphNode, type LayerGraph, type WeightTensor } from '../src/backbones/graph.js';
+import { loadBackbone, type LoadedBackbone } from '../src/backbones/load.js';
+import { normalizeToCHW } from '../src/backbones/preprocess.js';
+import { cutLayer, getBackbone, type Preprocessing } from '../src/backbones/registry.js';
+import { loadForModel } from '../src/data/image.js';
+import { env } from '../src/env.js';
+import { Classifier, type DecodedBatch } from '../src/infer/classifier.js';
+import { predictFiles } from '../src/infer/predict.js';
+import { assembleClassifierGraph } from '../src/model/assemble.js';
+import { BUNDLE_FORMAT, BUNDLE_VERSION, saveBundle, type ModelBundle } from '../src/model/bundle.js';
+import { OnnxGraphBuilder } from '../src/onnx/builder.js';
+import { emitLayerGraph } from '../src/onnx/from-graph.js';
+import { createRng } from '../src/util/rng.js';
+
+const { values } = parseArgs({
+  options: {
+    images: { type: 'string', default: '64' },
+    data: { type: 'string', default: '../shared/datasets/phones' },
+    threads: { type: 'string', default: '1,2' },
+    batch: { type: 'string', default: '1,8,32' },
+    backbones: { type: 'string', default: 'resnet50,mobilenet_v2' },
+    python: { type: 'string', default: '/usr/bin/python3' },
+    'min-seconds': { type: 'string', default: '2' },
+    experiments: { type: 'boolean', default: false },
+    json: { type: 'string' },
+  },
+});
+const ints = (s: string): number[] => s.split(',').map((v) => Number(v.trim()));
+const N_IMAGES = Number(values.images);
+const THREADS = ints(values.threads!);
+const BATCHES = ints(values.batch!);
+const BACKBONES = values.backbones!.split(',').map((s) => s.trim());
+const MIN_MS = Number(values['min-seconds']) * 1000;
+const MOBILENET_MIRROR = resolve('../shared/weights/mobilenet_v2_0.35_224');
+const log = (s: string): void => void process.stderr.write(`${s}\n`);
+
+// ---------------------------------------------------------------- machine and peak
+
+interface Machine {
+  model: string;
+  /** e.g. 'family 6 model 207' (hypervisors often hide the marketing name). */
+  cpuid: string;
+  cores: number;
+  mhz: number;
+  flags: Set<string>;
+}
+
+function machine(): Machine {
+  let text = '';
+  try {
+    text = readFileSync('/proc/cpuinfo', 'utf8');
+  } catch {
+    // not Linux: fall back to os.cpus()
+  }
+  const field = (k: string): string | undefined => new RegExp(`^${k}\\s*:\\s*(.*)$`, 'm').exec(text)?.[1]?.trim();
+  const c = cpus();
+  return {
+    model: field('model name') ?? c[0]?.model ?? 'unknown CPU',
+    cpuid: field('cpu family') ? `family ${field('cpu family')} model ${field('model')}` : '',
+    cores: c.length,
+    mhz: Number(field('cpu MHz') ?? c[0]?.speed ?? 0),
+    flags: new Set((field('flags') ?? '').split(/\s+/)),
+  };
+}
+
+/** fp32 peak per core: FMA units x SIMD lanes x 2 flops per FMA x clock (assumptions printed). */
+function peakPerCore(m: Machine): { gflops: number; assumption: string } {
+  const [isa, lanes] = m.flags.has('avx512f') ? ['AVX-512', 16] as const : m.flags.has('avx2') ? ['AVX2', 8] as const : ['SSE', 4] as const;
+  const units = 2;
+  const ghz = m.mhz / 1000;
+  const gflops = units * lanes * 2 * ghz;
+  return {
+    gflops,
+    assumption: `${isa}, ${units} FMA units assumed: ${units} x ${lanes} fp32 lanes x 2 flops x ${ghz.toFixed(2)} GHz ('cpu MHz') = ${gflops.toFixed(1)} GFLOP/s per core`,
+  };
+}
+
+// ---------------------------------------------------------------- classifiers without training
+
+/** A bundle as training would write it: the real top blocks of the backbone + a seeded random head. */
+function makeBundle(backbone: LoadedBackbone, seed: number): ModelBundle {
+  const spec = backbone.spec;
+  const topBlocks = spec.defaultTopBlocks;
+  const cut = cutLayer(spec, topBlocks);
+  const shapes = inferShapes(backbone.graph);
+  const top = sliceGraph(backbone.graph, cut, spec.featureLayer, shapes.get(cut) as [number, number, number]);
+  const rng = createRng(seed);
+  const t = (shape: number[], lo: number, hi: number): WeightTensor => ({
+    shape,
+    data: Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng.uniform(lo, hi)),
+  });
+  const nodes: GraphNode[] = [...top.nodes, { name: 'head_gap', op: { kind: 'globalAvgPool' }, inputs: [spec.featureLayer], weights: {} }];
+  let prev = 'head_gap';
+  let width = (shapes.get(spec.featureLayer) as [number, number, number])[2];
+  const dense = (name: string, units: number): GraphNode => {
+    const s = 1 / Math.sqrt(width);
+    const node: GraphNode = { name, op: { kind: 'dense', units, useBias: true, activation: 'linear' }, inputs: [prev], weights: { kernel: t([width, units], -s, s), bias: t([units], -0.1, 0.1) } };
+    width = units;
+    prev = name;
+    return node;
+  };
+  spec.defaultHeadUnits.forEach((u, i) => {
+    nodes.push(dense(`head_fc${i + 1}`, u));
+    nodes.push({
+      name: `head_bn${i + 1}`, op: { kind: 'batchNorm', epsilon: 1e-3 }, inputs: [prev],
+      weights: { gamma: t([u], 0.8, 1.2), beta: t([u], -0.1, 0.1), moving_mean: t([u], -0.2, 0.2), moving_variance: t([u], 0.5, 1.5) },
+    });
+    nodes.push({ name: `head_prelu${i + 1}`, op: { kind: 'prelu' }, inputs: [`head_bn${i + 1}`], weights: { alpha: t([u], 0.1, 0.3) } });
+    prev = `head_prelu${i + 1}`;
+  });
+  nodes.push(dense('head_logits', 3));
+  return {
+    manifest: {
+      format: BUNDLE_FORMAT, version: BUNDLE_VERSION, createdAt: new Date().toISOString(),
+      backbone: { id: spec.id, family: spec.family, weightsSha256: backbone.weightsSha256, weightsSource: 'bench', cut },
+      preprocessing: spec.preprocessing, classes: ['back', 'front', 'none'], topBlocks,
+      head: { units: [...spec.defaultHeadUnits], dropout: 0.5 }, temperature: 1, info: {},
+    },
+    graph: { nodes, input: cut, output: 'head_logits' },
+  };
+}
+
+/**
+ * The classifier graph with raw RGB pixels (0..255 floats, NHWC) in: normalisation, channel
+ * order and the NHWC -> NCHW transpose done by ONNX Runtime instead of JS (an input-layout
+ * experiment; same output as the product graph).
+ */
+function buildNhwcModel(graph: LayerGraph, pre: Preprocessing, classes: number): Uint8Array {
+  const [h, w, c] = inferShapes(graph).get(graph.input) as [number, number, number];
+  const b = new OnnxGraphBuilder({ name: 'classifier_nhwc' });
+  b.input('input', ['N', h, w, c]);
+  const src = pre.channelOrder === 'BGR' ? [2, 1, 0] : [0, 1, 2];
+  const mean = new Float32Array(3);
+  const scale = new Float32Array(3);
+  src.forEach((s, k) => {
+    mean[s] = pre.mean[k]!;
+    scale[s] = 1 / pre.std[k]!;
+  });
+  const centred = b.node('Sub', ['input', b.constant('pre/mean', mean, [3])], b.uniqueName('pre/centred'));
+  const scaled = b.node('Mul', [centred, b.constant('pre/scale', scale, [3])], b.uniqueName('pre/scaled'));
+  let x = b.node('Transpose', [scaled], b.uniqueName('pre/nchw'), { perm: [0, 3, 1, 2] });
+  if (pre.channelOrder === 'BGR') x = b.node('Gather', [x, b.constant('pre/bgr', BigInt64Array.from([2n, 1n, 0n]), [3])], b.uniqueName('pre/bgr'), { axis: 1 });
+  b.node('Identity', [emitLayerGraph(b, graph, x)], 'output');
+  b.output('output', ['N', classes]);
+  return b.toBytes();
+}
+
+// ---------------------------------------------------------------- timing
+
+type RunFn = (x: Float32Array, n: number) => Promise<unknown>;
+
+/** Model-only images/s: passes over the pre-decoded images in batches of `bs` (after one warm-up call) until MIN_MS. */
+async function timeModel(run: RunFn, pixels: Float32Array, n: number, per: number, bs: number): Promise<number> {
+  await run(pixels.subarray(0, bs * per), bs);
+  let done = 0;
+  const t0 = performance.now();
+  do {
+    for (let i = 0; i + bs <= n; i += bs) {
+      await run(pixels.subarray(i * per, (i + bs) * per), bs);
+      done += bs;
+    }
+  } while (performance.now() - t0 < MIN_MS);
+  return done / ((performance.now() - t0) / 1000);
+}
+
+const asBatch = (input: Float32Array, n: number): DecodedBatch => ({ input, ok: Array.from({ length: n }, (_, i) => i), errors: [], decodeMs: [] });
+
+/** End-to-end images/s of the product path (`predictFiles`: decode of batch k+1 overlaps inference of batch k). */
+async function timeE2E(clf: Classifier, files: readonly string[], bs: number): Promise<number> {
+  let ok = 0;
+  const t0 = performance.now();
+  for await (const row of predictFiles(clf, files, { batchSize: bs })) {
+    if (row.error !== undefined) throw new Error(`${row.path}: ${row.error}`);
+    ok++;
+  }
+  return ok / ((performance.now() - t0) / 1000);
+}
+
+/** The same pipelining as predictFiles, for sessions made here (experiments). */
+async function timePipelined(files: readonly string[], bs: number, decode: (f: readonly string[]) => Promise<Float32Array>, run: RunFn): Promise<number> {
+  const t0 = performance.now();
+  let next: Promise<Float32Array> | undefined = decode(files.slice(0, bs));
+  for (let i = 0; next !== undefined; i += bs) {
+    const x: Float32Array = await next;
+    next = i + bs < files.length ? decode(files.slice(i + bs, i + 2 * bs)) : undefined;
+    await run(x, Math.min(bs, files.length - i));
+  }
+  return files.length / ((performance.now() - t0) / 1000);
+}
+
+function sessionRunner(session: ort.InferenceSession, inShape: (n: number) => number[]): RunFn {
+  return async (x, n) => {
+    const out = await session.run({ input: new ort.Tensor('float32', x, inShape(n)) });
+    for (const t of Object.values(out)) t.dispose();
+  };
+}
+
+// ---------------------------------------------------------------- data
+
+async function pickFiles(dir: string, n: number): Promise<string[]> {
+  const classes = (await readdir(dir, { withFileTypes: true })).filter((d) => d.isDirectory()).map((d) => d.name).sort();
+  const per = Math.ceil(n / classes.length);
+  const out: string[] = [];
+  for (const c of classes) {
+    const names = (await readdir(join(dir, c))).filter((f) => /\.jpe?g$/i.test(f)).sort();
+    // Spread over the folder rather than its first files (names cluster by source).
+    const step = Math.max(1, Math.floor(names.length / per));
+    for (let i = 0; i < names.length && out.length < n && i / step < per; i += step) out.push(join(dir, c, names[i]!));
+  }
+  return out.slice(0, n);
+}
+
+// ---------------------------------------------------------------- main
+
+interface Row {
+  backbone: string;
+  threads: number;
+  batch: number;
+  e2e: number;
+  model: number;
+}
+
+interface TorchResult {
+  torch: string;
+  torchvision: string;
+  mkldnn: boolean;
+  macs: Record<string, number>;
+  rows: Row[];
+  error?: string;
+}
+
+interface Prepared {
+  id: string;
+  bundleDir: string;
+  weights?: string;
+  gflop: number;
+  pre: Preprocessing;
+  pixels: Float32Array;
+  graph: LayerGraph;
+  loadMs: { assemble: number; cached: number };
+}
+
+const m = machine();
+const peak = peakPerCore(m);
+const DATA = resolve(values.data!);
+const files = await pickFiles(DATA, N_IMAGES);
+if (files.length < Math.max(...BATCHES)) throw new Error(`found ${files.length} JPEGs in ${DATA}, fewer than the largest batch`);
+const ortVersion = (JSON.parse(readFileSync(join('node_modules', 'onnxruntime-node', 'package.json'), 'utf8')) as { version: string }).version;
+const work = await mkdtemp(join(tmpdir(), 'phoneside-bench-'));
+env.cacheDir = work; // assembled ONNX graphs go here, not into the user's cache
+log(`${m.model} (${m.cpuid}), ${m.cores} cores @ ${m.mhz} MHz; ${files.length} JPEGs from ${DATA}`);
+
+async function prepare(name: string): Promise<Prepared> {
+  const spec = getBackbone(name);
+  const fromEnv = process.env[`PHONESIDE_WEIGHTS_${spec.id.replace(/[^a-z0-9_]/gi, '').toUpperCase()}`];
+  const weights = spec.family === 'mobilenet_v2' && !fromEnv && existsSync(MOBILENET_MIRROR) ? MOBILENET_MIRROR : undefined;
+  const backbone = await loadBackbone(spec, weights ? { path: weights } : {});
+  const bundle = makeBundle(backbone, 7);
+  const bundleDir = join(work, spec.id);
+  await saveBundle(bundleDir, bundle);
+  const graph = assembleClassifierGraph(backbone, bundle);
+  const gflop = countMacs(graph).flops / 1e9;
+  let t0 = performance.now();
+  const clf = await Classifier.load(bundleDir, { threads: 1, ...(weights ? { weights } : {}) });
+  const assemble = performance.now() - t0;
+  await clf.dispose();
+  t0 = performance.now();
+  const again = await Classifier.load(bundleDir, { threads: 1, ...(weights ? { weights } : {}) });
+  const cached = performance.now() - t0;
+  if (!again.source.cacheHit) log(`  note: second load of ${spec.id} did not hit the model cache`);
+  const decoded = await again.decode(files);
+  if (decoded.ok.length !== files.length) throw new Error(`could not decode: ${decoded.errors.filter(Boolean).join('; ')}`);
+  await again.dispose();
+  return { id: spec.id, bundleDir, ...(weights ? { weights } : {}), gflop, pre: spec.preprocessing, pixels: decoded.input, graph, loadMs: { assemble, cached } };
+}
+
+function runTorch(prepared: Prepared[]): TorchResult | undefined {
+  if (!values.python) return undefined;
+  const cfg = {
+    files, threads: THREADS, batches: BATCHES, minSeconds: MIN_MS / 1000, size: 224,
+    backbones: prepared.map((p) => ({ id: p.id, headUnits: getBackbone(p.id).defaultHeadUnits })),
+  };
+  log(`PyTorch (${values.python} bench/torch_bench.py)...`);
+  const r = spawnSync(values.python, [join('bench', 'torch_bench.py')], { input: JSON.stringify(cfg), encoding: 'utf8', stdio: ['pipe', 'pipe', 'inherit'], maxBuffer: 1 << 24 });
+  const line = r.stdout?.trim().split('\n').pop();
+  if (r.status !== 0 || !line) {
+    log(`PyTorch run failed (${r.error?.message ?? `exit ${r.status}`}); table without PyTorch`);
+    return undefined;
+  }
+  return JSON.parse(line) as TorchResult;
+}
+
+const f1 = (x: number): string => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
+
+async function mainTable(): Promise<void> {
+  const prepared: Prepared[] = [];
+  const rows: Row[] = [];
+  let decodeIps = 0;
+  for (const name of BACKBONES) {
+    const p = await prepare(name);
+    prepared.push(p);
+    log(`${p.id}: ${p.gflop.toFixed(2)} GFLOP/img; load ${(p.loadMs.assemble / 1000).toFixed(1)} s (assembly) / ${(p.loadMs.cached / 1000).toFixed(1)} s (cached)`);
+    const per = 3 * p.pre.size * p.pre.size;
+    for (const threads of THREADS) {
+      const clf = await Classifier.load(p.bundleDir, { threads, ...(p.weights ? { weights: p.weights } : {}) });
+      if (decodeIps === 0) {
+        // Decode alone (sharp, libuv threads), batches of 8 as predict does: the e2e ceiling.
+        const t0 = performance.now();
+        for (let i = 0; i < files.length; i += 8) await clf.decode(files.slice(i, i + 8));
+        decodeIps = files.length / ((performance.now() - t0) / 1000);
+        log(`decode + resize + normalise alone: ${f1(decodeIps)} images/s`);
+      }
+      for (const batch of BATCHES) {
+        const model = await timeModel((x, n) => clf.run(asBatch(x, n)), p.pixels, files.length, per, batch);
+        const e2e = await timeE2E(clf, files, batch);
+        rows.push({ backbone: p.id, threads, batch, e2e, model });
+        log(`  ${p.id} threads ${threads} batch ${batch}: e2e ${f1(e2e)} img/s, model ${f1(model)} img/s (${f1(model * p.gflop)} GFLOP/s)`);
+      }
+      await clf.dispose();
+    }
+  }
+  const torch = runTorch(prepared);
+  const date = new Date().toISOString().slice(0, 10);
+  const out: string[] = [];
+  out.push(`### Inference, ${date}: ${m.model}${m.cpuid ? ` (${m.cpuid})` : ''}, ${m.cores} cores @ ${(m.mhz / 1000).toFixed(1)} GHz`);
+  out.push('');
+  out.push(
+    `node ${process.version}, onnxruntime-node ${ortVersion}` +
+      (torch ? `; PyTorch ${torch.torch} / torchvision ${torch.torchvision} (CPU, oneDNN ${torch.mkldnn ? 'on' : 'off'}, eval, inference_mode)` : '; PyTorch not run') +
+      `. ${files.length} JPEGs from the phones data set, 224x224, images/s (higher is better). ` +
+      '*e2e*: JPEG decode + resize + normalise + inference; *model*: inference on pre-decoded tensors. ' +
+      'Whole classifier: trunk + fine-tuned top blocks + head.',
+  );
+  out.push('');
+  out.push('| model | GFLOP/img | threads | batch | phoneside e2e | phoneside model | GFLOP/s (% of peak) | PyTorch e2e | PyTorch model | phoneside / PyTorch e2e, model |');
+  out.push('|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
+  for (const r of rows) {
+    const p = prepared.find((q) => q.id === r.backbone)!;
+    const t = torch?.rows.find((q) => q.backbone === r.backbone && q.threads === r.threads && q.batch === r.batch);
+    const gf = r.model * p.gflop;
+    const pct = (100 * gf) / (peak.gflops * r.threads);
+    const ratio = t ? `${(r.e2e / t.e2e).toFixed(2)}x, ${(r.model / t.model).toFixed(2)}x` : '-';
+    out.push(`| ${r.backbone} | ${p.gflop.toFixed(2)} | ${r.threads} | ${r.batch} | ${f1(r.e2e)} | ${f1(r.model)} | ${f1(gf)} (${pct.toFixed(0)}%) | ${t ? f1(t.e2e) : '-'} | ${t ? f1(t.model) : '-'} | ${ratio} |`);
+  }
+  out.push('');
+  out.push(`- Peak: ${peak.assumption}.`);
+  out.push(`- Decode + resize + normalise alone (sharp): ${f1(decodeIps)} images/s.`);
+  if (torch) {
+    const tm = Object.entries(torch.macs).map(([k, v]) => `${k} ${((2 * v) / 1e9).toFixed(2)}`).join(', ');
+    out.push(`- PyTorch models (torchvision, random weights, same head): GFLOP/img ${tm}; e2e decodes with PIL (JPEG draft mode, bilinear), next batch decoded on 2 threads during inference.`);
+  }
+  const r50 = prepared.find((p) => p.id === 'resnet50');
+  if (r50) {
+    const two = rows.filter((r) => r.backbone === 'resnet50' && r.threads === 2);
+    const best = two.reduce<Row | undefined>((a, r) => (!a || r.e2e > a.e2e ? r : a), undefined);
+    const need = 45 * r50.gflop;
+    const peak2 = 2 * peak.gflops;
+    if (best) {
+      out.push(
+        `- Target ResNet50 >= 45 images/s end-to-end on 2 cores: best ${f1(best.e2e)} (batch ${best.batch}): ${best.e2e >= 45 ? 'met' : 'not met'}. ` +
+          `45 images/s x ${r50.gflop.toFixed(2)} GFLOP = ${need.toFixed(0)} GFLOP/s, ${need > peak2 ? 'more than' : 'within'} the 2-core fp32 peak of ${peak2.toFixed(0)} GFLOP/s` +
+          `${need > peak2 ? ' (not reachable in fp32 on this CPU at any efficiency)' : ''}.`,
+      );
+      const tb = torch?.rows.filter((r) => r.backbone === 'resnet50' && r.threads === 2).reduce<Row | undefined>((a, r) => (!a || r.e2e > a.e2e ? r : a), undefined);
+      if (tb) out.push(`- Target faster than PyTorch: ResNet50 best e2e on 2 cores ${f1(best.e2e)} vs ${f1(tb.e2e)} images/s: ${best.e2e > tb.e2e ? 'met' : 'not met'}.`);
+    }
+  }
+  console.log(out.join('\n'));
+  if (values.json) await writeFile(values.json, JSON.stringify({ machine: { ...m, flags: undefined }, peak, rows, torch, prepared: prepared.map((p) => ({ id: p.id, gflop: p.gflop, loadMs: p.loadMs })) }, null, 2));
+}
+
+// ---------------------------------------------------------------- experiments
+
+async function experiments(): Promise<void> {
+  const threads = Math.max(...THREADS);
+  const out: string[] = [`### ONNX Runtime options, ${new Date().toISOString().slice(0, 10)}: ${threads} threads, images/s`, ''];
+  for (const name of BACKBONES) {
+    const p = await prepare(name);
+    const clf = await Classifier.load(p.bundleDir, { threads, ...(p.weights ? { weights: p.weights } : {}) });
+    const bytes = await readFile(clf.source.cachedOnnx!);
+    const s = p.pre.size;
+    const per = 3 * s * s;
+    const nchw = (n: number): number[] => [n, 3, s, s];
+    const nhwc = (n: number): number[] => [n, s, s, 3];
+    const base: ort.InferenceSession.SessionOptions = { intraOpNumThreads: threads, graphOptimizationLevel: 'all' };
+    const noSpin = { session: { intra_op: { allow_spinning: '0' } } };
+    const variants: [string, ort.InferenceSession.SessionOptions][] = [
+      ['as Classifier (level all, spinning on)', base],
+      ['allow_spinning 0', { ...base, extra: noSpin }],
+      ['graphOptimizationLevel extended', { ...base, graphOptimizationLevel: 'extended' }],
+      ['graphOptimizationLevel basic', { ...base, graphOptimizationLevel: 'basic' }],
+      ['graphOptimizationLevel disabled', { ...base, graphOptimizationLevel: 'disabled' }],
+      ['enableCpuMemArena false', { ...base, enableCpuMemArena: false }],
+      ['enableMemPattern false', { ...base, enableMemPattern: false }],
+      ['set_denormal_as_zero', { ...base, extra: { session: { set_denormal_as_zero: '1' } } }],
+    ];
+    const rawPixels = new Float32Array(files.length * per);
+    const rgb = await Promise.all(files.map((f) => loadForModel(f, s, p.pre.resize)));
+    rgb.forEach((im, i) => rawPixels.set(im.data, i * per));
+    // JS normalisation cost (HWC uint8 -> CHW float, channel order): what the NHWC graph saves.
+    const t0 = performance.now();
+    const scratch = new Float32Array(per);
+    for (let r = 0; r < 5; r++) for (const im of rgb) normalizeToCHW(im.data, p.pre, scratch);
+    const normMs = (performance.now() - t0) / (5 * rgb.length);
+    out.push(`**${p.id}** (${p.gflop.toFixed(2)} GFLOP/img; JS normaliseToCHW ${normMs.toFixed(2)} ms/img)`, '');
+    out.push('| variant | model b1 | model b8 | model b32 | e2e b8 | e2e b32 |', '|---|--:|--:|--:|--:|--:|');
+    const decodeNchw = async (f: readonly string[]): Promise<Float32Array> => (await clf.decode(f)).input;
+    const decodeRaw = async (f: readonly string[]): Promise<Float32Array> => {
+      const x = new Float32Array(f.length * per);
+      const ims = await Promise.all(f.map((q) => loadForModel(q, s, p.pre.resize)));
+      ims.forEach((im, i) => x.set(im.data, i * per));
+      return x;
+    };
+    const measure = async (label: string, session: ort.InferenceSession, layout: 'NCHW' | 'NHWC', e2e: boolean): Promise<void> => {
+      const run = sessionRunner(session, layout === 'NCHW' ? nchw : nhwc);
+      const px = layout === 'NCHW' ? p.pixels : rawPixels;
+      const cells: string[] = [];
+      for (const b of [1, 8, 32]) cells.push(f1(await timeModel(run, px, files.length, per, b)));
+      for (const b of [8, 32]) cells.push(e2e ? f1(await timePipelined(files, b, layout === 'NCHW' ? decodeNchw : decodeRaw, run)) : '');
+      out.push(`| ${label} | ${cells.join(' | ')} |`);
+      log(`  ${p.id} ${label}: ${cells.join(' ')}`);
+    };
+    for (const [label, opts] of [...variants, ['as Classifier, again (noise check)', base] as [string, ort.InferenceSession.SessionOptions]]) {
+      const session = await ort.InferenceSession.create(bytes, opts);
+      const e2e = label.startsWith('as Classifier') || label === 'allow_spinning 0';
+      await measure(label, session, 'NCHW', e2e);
+      await session.release();
+    }
+    // Input layout: raw NHWC RGB pixels, normalised and transposed inside the graph.
+    const nhwcBytes = buildNhwcModel(p.graph, p.pre, 3);
+    for (const [label, opts] of [['NHWC raw-pixel input (normalise in graph)', base], ['NHWC raw-pixel input + allow_spinning 0', { ...base, extra: noSpin }]] as [string, ort.InferenceSession.SessionOptions][]) {
+      const session = await ort.InferenceSession.create(nhwcBytes, opts);
+      if (label.endsWith('graph)')) {
+        // Same answers as the product graph?
+        const a = (await session.run({ input: new ort.Tensor('float32', rawPixels.subarray(0, 4 * per), nhwc(4)) }))['output']!.data as Float32Array;
+        const bRows = await clf.run(asBatch(p.pixels.subarray(0, 4 * per), 4));
+        const diff = Math.max(...bRows.flat().map((v, i) => Math.abs(v - a[i]!)));
+        log(`  NHWC graph vs product graph: max |dp| = ${diff.toExponential(2)}`);
+        if (diff > 1e-3) throw new Error(`NHWC graph disagrees with the product graph by ${diff}`);
+      }
+      await measure(label, session, 'NHWC', true);
+      await session.release();
+    }
+    await clf.dispose();
+    out.push('');
+  }
+  console.log(out.join('\n'));
+}
+
+try {
+  if (values.experiments) await experiments();
+  else await mainTable();
+} finally {
+  await rm(work, { recursive: true, force: true });
+}

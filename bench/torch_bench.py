@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""PyTorch side of `npm run bench` (bench/inference.ts runs it; not meant to be run alone).
+
+The same architectures as phoneside's classifiers, run by PyTorch on the CPU: torchvision
+ResNet50 / MobileNetV2 (random weights: speed does not depend on them) with phoneside's head
+(FC-BN-PReLU-Dropout x 2 -> FC(3) -> softmax), eval mode, torch.inference_mode(), 224x224.
+
+Reads a JSON config on stdin: {files, threads, batches, minSeconds, size, backbones: [{id, headUnits}]}.
+Writes progress to stderr and one JSON line to stdout:
+{torch, torchvision, mkldnn, macs: {id: MACs per image}, rows: [{backbone, threads, batch, e2e, model}]}.
+"""
+import json
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+def main():
+    cfg = json.load(sys.stdin)
+    import numpy as np
+    import torch
+    import torchvision
+    from PIL import Image, ImageOps
+    from torch import nn
+
+    torch.manual_seed(0)
+    torch.set_num_interop_threads(1)
+    size = cfg["size"]
+    bilinear = getattr(Image, "Resampling", Image).BILINEAR
+    mean = np.array([0.485, 0.456, 0.406], dtype=np.float32) * 255
+    std = np.array([0.229, 0.224, 0.225], dtype=np.float32) * 255
+
+    def head(cin, units):
+        layers = []
+        for u in units:
+            layers += [nn.Linear(cin, u), nn.BatchNorm1d(u), nn.PReLU(u), nn.Dropout(0.5)]
+            cin = u
+        return nn.Sequential(*layers, nn.Linear(cin, 3), nn.Softmax(dim=1))
+
+    def build(spec):
+        name = spec["id"]
+        if name == "resnet50":
+            m = torchvision.models.resnet50()
+            m.fc = head(m.fc.in_features, spec["headUnits"])
+        elif name.startswith("mobilenet_v2_"):
+            m = torchvision.models.mobilenet_v2(width_mult=float(name.rsplit("_", 1)[1]))
+            m.classifier = head(m.last_channel, spec["headUnits"])
+        else:
+            raise SystemExit(f"torch_bench: no PyTorch model for {name}")
+        return m.eval()
+
+    def count_macs(m):
+        total = [0]
+
+        def conv(mod, _inp, out):
+            total[0] += out[0].numel() * (mod.in_channels // mod.groups) * mod.kernel_size[0] * mod.kernel_size[1]
+
+        def linear(mod, _inp, _out):
+            total[0] += mod.in_features * mod.out_features
+
+        hooks = [mod.register_forward_hook(conv) for mod in m.modules() if isinstance(mod, nn.Conv2d)]
+        hooks += [mod.register_forward_hook(linear) for mod in m.modules() if isinstance(mod, nn.Linear)]
+        with torch.inference_mode():
+            m(torch.zeros(1, 3, size, size))
+        for h in hooks:
+            h.remove()
+        return total[0]
+
+    def decode(path):
+        im = Image.open(path)
+        im.draft("RGB", (size, size))  # JPEG shrink-on-load, as sharp/libvips does
+        im = ImageOps.exif_transpose(im).convert("RGB").resize((size, size), bilinear)
+        return ((np.asarray(im, dtype=np.float32) - mean) / std).transpose(2, 0, 1)
+
+    files = cfg["files"]
+    min_s = cfg["minSeconds"]
+    decoders = ThreadPoolExecutor(2)  # decodes one batch's images concurrently (PIL releases the GIL)
+    prefetch = ThreadPoolExecutor(1)  # decodes the next batch while the current one runs
+
+    def decode_batch(paths):
+        return np.ascontiguousarray(np.stack(list(decoders.map(decode, paths))))
+
+    def time_model(m, x, bs):
+        with torch.inference_mode():
+            m(x[:bs])
+            done, t0 = 0, time.perf_counter()
+            while True:
+                for i in range(0, len(x) - bs + 1, bs):
+                    m(x[i:i + bs])
+                    done += bs
+                if time.perf_counter() - t0 >= min_s:
+                    return done / (time.perf_counter() - t0)
+
+    def time_e2e(m, bs):
+        batches = [files[i:i + bs] for i in range(0, len(files), bs)]
+        t0, n = time.perf_counter(), 0
+        nxt = prefetch.submit(decode_batch, batches[0])
+        with torch.inference_mode():
+            for k in range(len(batches)):
+                x = nxt.result()
+                if k + 1 < len(batches):
+                    nxt = prefetch.submit(decode_batch, batches[k + 1])
+                m(torch.from_numpy(x))
+                n += len(x)
+        return n / (time.perf_counter() - t0)
+
+    x_all = torch.from_numpy(decode_batch(files))
+    out = {
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "mkldnn": bool(torch.backends.mkldnn.is_available()),
+        "macs": {},
+        "rows": [],
+    }
+    for spec in cfg["backbones"]:
+        m = build(spec)
+        out["macs"][spec["id"]] = count_macs(m)
+        for threads in cfg["threads"]:
+            torch.set_num_threads(threads)
+            for bs in cfg["batches"]:
+                model = time_model(m, x_all, bs)
+                e2e = time_e2e(m, bs)
+                out["rows"].append({"backbone": spec["id"], "threads": threads, "batch": bs, "e2e": e2e, "model": model})
+                log(f"  torch {spec['id']} threads {threads} batch {bs}: e2e {e2e:.1f} img/s, model {model:.1f} img/s")
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
