@@ -86,7 +86,8 @@ def main():
 
     def time_model(m, x, bs):
         with torch.inference_mode():
-            m(x[:bs])
+            for _ in range(3):  # oneDNN primitives are created on the first calls per shape
+                m(x[:bs])
             done, t0 = 0, time.perf_counter()
             while True:
                 for i in range(0, len(x) - bs + 1, bs):
@@ -98,15 +99,17 @@ def main():
     def time_e2e(m, bs):
         batches = [files[i:i + bs] for i in range(0, len(files), bs)]
         t0, n = time.perf_counter(), 0
-        nxt = prefetch.submit(decode_batch, batches[0])
         with torch.inference_mode():
-            for k in range(len(batches)):
-                x = nxt.result()
-                if k + 1 < len(batches):
-                    nxt = prefetch.submit(decode_batch, batches[k + 1])
-                m(torch.from_numpy(x))
-                n += len(x)
-        return n / (time.perf_counter() - t0)
+            while True:
+                nxt = prefetch.submit(decode_batch, batches[0])
+                for k in range(len(batches)):
+                    x = nxt.result()
+                    if k + 1 < len(batches):
+                        nxt = prefetch.submit(decode_batch, batches[k + 1])
+                    m(torch.from_numpy(x))
+                    n += len(x)
+                if time.perf_counter() - t0 >= min_s:
+                    return n / (time.perf_counter() - t0)
 
     x_all = torch.from_numpy(decode_batch(files))
     out = {
