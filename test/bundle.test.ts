@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
@@ -69,6 +69,17 @@ for (const topBlocks of [0, 2]) {
       const loaded = await loadBundle(dir); // a run folder holding model/ is accepted too
       assert.deepEqual(loaded.manifest.classes, ['back', 'front', 'none']);
       assert.equal(loaded.graph.nodes.length, bundle.graph.nodes.length);
+
+      // Stored as float16: half the bytes, weights within float16 rounding.
+      await saveBundle(join(dir, 'f16'), { ...bundle, manifest: { ...bundle.manifest, weightsDtype: 'float16' } });
+      const half = await loadBundle(join(dir, 'f16'));
+      assert.equal((await stat(join(dir, 'f16', 'weights.bin'))).size * 2, (await stat(join(dir, 'model', 'weights.bin'))).size);
+      half.graph.nodes.forEach((n, i) => {
+        for (const [k, w] of Object.entries(n.weights)) {
+          const ref = loaded.graph.nodes[i]!.weights[k]!.data;
+          w.data.forEach((v, j) => assert.ok(Math.abs(v - ref[j]!) <= Math.abs(ref[j]!) * 2 ** -11 + 1e-7, `${n.name}/${k}[${j}]`));
+        }
+      });
 
       const clf = await Classifier.load(join(dir, 'model'), { weights: MOBILENET });
       const got = await clf.probabilities(IMAGES);

@@ -36,9 +36,21 @@ test('undecodable files are skipped and listed; the run still trains and saves',
     const report = JSON.parse(await readFile(join(out, 'data-report.json'), 'utf8')) as { skipped: { path: string; reason: string }[] };
     assert.equal(report.skipped.length, 3);
     assert.ok(report.skipped.every((s) => s.reason.length > 0));
-    assert.equal(r.evaluation.total, 3 * 1, 'one validation image per class (6 images, 20%)');
+    assert.equal(r.evaluation?.total, 3 * 1, 'one validation image per class (6 images, 20%)');
     assert.ok(existsSync(join(out, 'model', 'manifest.json')));
     assert.ok(r.calibration.temperature > 0);
+
+    // --val-fraction 0: every image trains, for exactly --epochs epochs, with the given temperature.
+    const all = await train(data, {
+      backbone: 'mobilenet_v2', weights: MOBILENET, out: join(dir, 'all'), topBlocks: 0, epochs: 3, views: 1, batchSize: 6,
+      valFraction: 0, temperature: 0.8, verbose: false,
+    });
+    assert.equal(all.evaluation, undefined);
+    assert.equal(all.history.length, 3);
+    assert.equal(all.split.entries.filter((e) => e.split === 'val').length, 0);
+    assert.equal(all.split.entries.length, 18);
+    assert.equal(all.bundle.manifest.temperature, 0.8);
+    assert.ok(!existsSync(join(dir, 'all', 'evaluation.json')));
   } finally {
     env.cacheDir = saved;
     await rm(dir, { recursive: true, force: true });

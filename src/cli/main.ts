@@ -43,7 +43,9 @@ Model:
 Data:
   --out DIR              run folder (default runs/<backbone>-<time>)
   --seed N               split, augmentation and initialisation seed (default 42)
-  --val-fraction F       stratified validation fraction (default 0.2)
+  --val-fraction F       stratified validation fraction (default 0.2); 0 trains on every image for
+                         --epochs epochs (no early stopping): a final model once the recipe is validated
+  --temperature T        softmax temperature to store when there is no validation split (default 1)
   --split FILE           reuse a split.json from an earlier run
   --views N              trunk feature views cached per training image: 1 clean + N-1 augmented (default 4)
   --no-augment           train on clean images only
@@ -141,6 +143,7 @@ async function cmdTrain(args: string[]): Promise<number> {
       views: { type: 'string' },
       'no-augment': { type: 'boolean' },
       'limit-per-class': { type: 'string' },
+      temperature: { type: 'string' },
       epochs: { type: 'string' },
       'batch-size': { type: 'string' },
       lr: { type: 'string' },
@@ -200,6 +203,7 @@ async function cmdTrain(args: string[]): Promise<number> {
       minDelta: num(v, 'min-delta'),
       views: int(v, 'views', 1),
       limitPerClass: int(v, 'limit-per-class', 1),
+      temperature: num(v, 'temperature'),
       threads: int(v, 'threads'),
       backend: choice(v, 'backend', ['wasm', 'cpu'] as const),
     }),
@@ -208,12 +212,15 @@ async function cmdTrain(args: string[]): Promise<number> {
     verbose: !v.quiet,
   });
   const t = result.timings;
+  const ev = result.evaluation;
   process.stdout.write(
-    `\n${formatConfusionMatrix(result.evaluation)}\n\n${formatClassificationReport(result.evaluation, 4)}\n` +
+    (ev ? `\n${formatConfusionMatrix(ev)}\n\n${formatClassificationReport(ev, 4)}\n` : '\nno validation split (trained on all images)\n') +
       `best epoch ${result.bestEpoch} of ${t.epochs}; time: decode+augment ${t.decodeSeconds.toFixed(1)}s, ` +
       `trunk ${t.trunkSeconds.toFixed(1)}s (${t.featureViewsComputed} views computed, ${t.featureViewsCached} cached), ` +
       `training ${t.trainSeconds.toFixed(1)}s (${t.secondsPerEpoch.toFixed(1)}s/epoch), total ${t.totalSeconds.toFixed(1)}s\n` +
-      `calibration: temperature ${result.calibration.temperature.toFixed(3)}, ECE ${result.calibration.eceBefore.toFixed(4)} -> ${result.calibration.eceAfter.toFixed(4)}\n` +
+      (ev
+        ? `calibration: temperature ${result.calibration.temperature.toFixed(3)}, ECE ${result.calibration.eceBefore.toFixed(4)} -> ${result.calibration.eceAfter.toFixed(4)}\n`
+        : `temperature ${result.calibration.temperature} (given, not fitted)\n`) +
       `run folder: ${result.runDir}\n`,
   );
   return 0;

@@ -40,7 +40,7 @@ function groupByLabel<T extends SplittableItem>(items: readonly T[]): Map<string
 
 /** How many of n items go to validation: round(n*f), at least 1 if n >= 2, never all. */
 export function valCount(n: number, valFraction: number): number {
-  if (n < 2) return 0;
+  if (n < 2 || valFraction === 0) return 0;
   const k = Math.round(n * valFraction);
   return Math.min(n - 1, Math.max(1, k));
 }

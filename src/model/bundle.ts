@@ -5,12 +5,14 @@
  * it is rebuilt from the backbone's own weights, which the manifest pins by checksum.
  *
  *   manifest.json   { format, version, backbone, preprocessing, classes, topBlocks, graph, ... }
- *   weights.bin     float32 little-endian tensors, at the offsets listed in manifest.graph
+ *   weights.bin     little-endian tensors (float32, or float16 when manifest.weightsDtype says so,
+ *                   to halve a shipped model), at the element offsets listed in manifest.graph
  */
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { GraphNode, LayerGraph, LayerOp, WeightTensor } from '../backbones/graph.js';
 import type { Preprocessing } from '../backbones/registry.js';
+import { float16ToFloat32, float32ToFloat16 } from '../util/float16.js';
 
 export const BUNDLE_FORMAT = 'phoneside-bundle';
 export const BUNDLE_VERSION = 1;
@@ -52,6 +54,8 @@ export interface BundleManifest {
   temperature: number;
   /** Free-form summary (validation metrics, data, recipe) for model cards. */
   info: Record<string, unknown>;
+  /** Storage type of weights.bin (default float32); values are float32 once loaded. */
+  weightsDtype?: 'float32' | 'float16';
 }
 
 export interface ModelBundle {
@@ -81,10 +85,12 @@ export async function saveBundle(dir: string, bundle: ModelBundle): Promise<void
     data.set(c, o);
     o += c.length;
   }
-  const manifest = { ...bundle.manifest, graph: { input: bundle.graph.input, output: bundle.graph.output, nodes } };
+  const dtype = bundle.manifest.weightsDtype ?? 'float32';
+  const manifest = { ...bundle.manifest, weightsDtype: dtype, graph: { input: bundle.graph.input, output: bundle.graph.output, nodes } };
   // Write weights first and the manifest last, each atomically: a bundle with a manifest is complete.
   const w = join(dir, 'weights.bin');
-  await writeFile(`${w}.tmp`, new Uint8Array(data.buffer));
+  const stored = dtype === 'float16' ? float32ToFloat16(data) : data;
+  await writeFile(`${w}.tmp`, new Uint8Array(stored.buffer, stored.byteOffset, stored.byteLength));
   await rename(`${w}.tmp`, w);
   const m = join(dir, 'manifest.json');
   await writeFile(`${m}.tmp`, JSON.stringify(manifest, null, 1) + '\n');
@@ -110,7 +116,10 @@ export async function loadBundle(dir: string): Promise<ModelBundle> {
   if (raw.version > BUNDLE_VERSION) throw new Error(`${base}: bundle version ${raw.version} is newer than this phoneside supports (${BUNDLE_VERSION})`);
   if (!raw.graph) throw new Error(`${base}/manifest.json has no graph`);
   const buf = await readFile(join(base, 'weights.bin'));
-  const all = new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
+  const bytes = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength);
+  const dtype = raw.weightsDtype ?? 'float32';
+  if (dtype !== 'float32' && dtype !== 'float16') throw new Error(`${base}: unsupported weights dtype '${String(dtype)}'`);
+  const all = dtype === 'float16' ? float16ToFloat32(new Uint16Array(bytes)) : new Float32Array(bytes);
   const nodes: GraphNode[] = raw.graph.nodes.map((n) => {
     const weights: Record<string, WeightTensor> = {};
     for (const e of n.weights) {

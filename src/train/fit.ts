@@ -141,7 +141,11 @@ export async function fit(model: ClassifierModel, data: FitData, opts: FitOption
         seen += idx.length;
         for (const cb of opts.callbacks) await cb.onBatchEnd?.({ batch: b + 1, batches, loss: batchLoss }, ctl);
       }
-      const val = evaluateFeatures(model, data.val, data.valLabels, data.classes, opts.loss);
+      // Without a validation split (training on all images) the validation figures are NaN.
+      const val =
+        data.val.length > 0
+          ? evaluateFeatures(model, data.val, data.valLabels, data.classes, opts.loss)
+          : { loss: NaN, accuracy: NaN, macroF1: NaN };
       const logs: EpochLogs = {
         epoch,
         trainLoss: lossSum / Math.max(seen, 1),

@@ -67,6 +67,11 @@ export interface TrainOptions {
   /** Trunk feature views cached per training image (view 0 un-augmented, the rest augmented). */
   views: number;
   augment: AugmentConfig;
+  /**
+   * Softmax temperature to store when there is no validation split to fit one on (e.g. the value
+   * fitted by an earlier validated run of the same recipe). Ignored when validating.
+   */
+  temperature?: number;
   /** Use at most this many images per class (quick experiments, tests). */
   limitPerClass?: number;
   threads?: number;
@@ -121,7 +126,8 @@ export interface TrainResult {
   runDir: string;
   calibration: { temperature: number; eceBefore: number; eceAfter: number };
   bundle: ModelBundle;
-  evaluation: ClassificationMetrics;
+  /** Validation metrics of the restored best weights; undefined when trained on all images. */
+  evaluation: ClassificationMetrics | undefined;
   history: EpochLogs[];
   bestEpoch: number;
   timings: StageTimings;
@@ -199,7 +205,11 @@ export async function train(dataDir: string, options: Partial<TrainOptions> & { 
     manifest = splitManifest(trainItems, valItems, { seed: opts.seed, valFraction: opts.valFraction });
   }
   if (trainItems.length < 2) throw new Error(`not enough training images (${trainItems.length})`);
-  if (valItems.length === 0) throw new Error('no validation images: use --val-fraction > 0 or a val/ folder');
+  // --val-fraction 0 trains on every image for a fixed number of epochs (a final model after the
+  // recipe was validated); anything else without validation images is a mistake.
+  const allData = valItems.length === 0 && opts.valFraction === 0 && !opts.split && scan.layout === 'classes';
+  if (valItems.length === 0 && !allData) throw new Error('no validation images: use --val-fraction > 0 or a val/ folder');
+  if (allData) log(`no validation split: training on all ${trainItems.length} images for ${opts.epochs} epochs (no early stopping, no plateau schedule)`);
 
   // 2. Near-duplicates across the split inflate validation scores: find and report them.
   t = performance.now();
@@ -257,8 +267,9 @@ export async function train(dataDir: string, options: Partial<TrainOptions> & { 
       : { kind: 'crossEntropy', ...(opts.classAlpha ? { alpha: opts.classAlpha } : {}) };
   await mkdir(runDir, { recursive: true });
   const early = new EarlyStopping({ monitor: 'valLoss', patience: opts.patience, minDelta: opts.minDelta, restoreBestWeights: true });
-  const callbacks: Callback[] = [early, new JsonlLogger(join(runDir, 'metrics.jsonl'))];
-  if (opts.scheduler === 'plateau') {
+  const callbacks: Callback[] = [new JsonlLogger(join(runDir, 'metrics.jsonl'))];
+  if (!allData) callbacks.unshift(early);
+  if (opts.scheduler === 'plateau' && !allData) {
     callbacks.push(new ReduceLROnPlateau({ monitor: 'valLoss', factor: opts.lrFactor, patience: opts.lrPatience, minLr: opts.lr * 1e-3 }));
   } else if (opts.scheduler === 'cosine') {
     callbacks.push(new CosineAnnealing({ baseLr: opts.lr, minLr: opts.lr * 1e-2 }));
@@ -289,18 +300,25 @@ export async function train(dataDir: string, options: Partial<TrainOptions> & { 
   // 5. Final validation (best weights restored by early stopping) and the run folder.
   const valLabels = valItems.map((i) => classes.indexOf(i.label));
   const valRows = valFeat.features.map((v) => v[0]!);
-  const final = evaluateFeatures(model, valRows, valLabels, classes, lossCfg);
-  const evaluation = classificationMetrics(valLabels, final.probs.map(argmax), classes);
-  // Temperature scaling on the validation logits: calibrated confidences for --min-confidence.
-  const valLogits = predictLogits(model, valRows);
-  const temperature = fitTemperature(valLogits, valLabels);
-  const calibration = {
-    temperature,
-    eceBefore: expectedCalibrationError(softmaxWithTemperature(valLogits, 1), valLabels),
-    eceAfter: expectedCalibrationError(softmaxWithTemperature(valLogits, temperature), valLabels),
-  };
-  log(`calibration: temperature ${temperature.toFixed(3)}, ECE ${calibration.eceBefore.toFixed(4)} -> ${calibration.eceAfter.toFixed(4)}`);
-  const bestEpoch = early.bestEpoch ?? result.epochsRun;
+  let evaluation: ClassificationMetrics | undefined;
+  let calibration: TrainResult['calibration'];
+  if (allData) {
+    calibration = { temperature: opts.temperature ?? 1, eceBefore: NaN, eceAfter: NaN };
+  } else {
+    const final = evaluateFeatures(model, valRows, valLabels, classes, lossCfg);
+    evaluation = classificationMetrics(valLabels, final.probs.map(argmax), classes);
+    // Temperature scaling on the validation logits: calibrated confidences for --min-confidence.
+    const valLogits = predictLogits(model, valRows);
+    const temperature = fitTemperature(valLogits, valLabels);
+    calibration = {
+      temperature,
+      eceBefore: expectedCalibrationError(softmaxWithTemperature(valLogits, 1), valLabels),
+      eceAfter: expectedCalibrationError(softmaxWithTemperature(valLogits, temperature), valLabels),
+    };
+    log(`calibration: temperature ${temperature.toFixed(3)}, ECE ${calibration.eceBefore.toFixed(4)} -> ${calibration.eceAfter.toFixed(4)}`);
+  }
+  const temperature = calibration.temperature;
+  const bestEpoch = allData || early.bestEpoch === 0 ? result.epochsRun : early.bestEpoch;
   const timings: StageTimings = {
     scanSeconds,
     checkSeconds,
@@ -333,7 +351,7 @@ export async function train(dataDir: string, options: Partial<TrainOptions> & { 
       head: { units: headUnits, dropout: opts.dropout },
       temperature,
       info: {
-        validation: { accuracy: evaluation.accuracy, macroF1: evaluation.macroAvg.f1, images: valItems.length },
+        validation: evaluation ? { accuracy: evaluation.accuracy, macroF1: evaluation.macroAvg.f1, images: valItems.length } : null,
         calibration,
         trainImages: trainItems.length,
         bestEpoch,
@@ -347,10 +365,12 @@ export async function train(dataDir: string, options: Partial<TrainOptions> & { 
   const { progress: _p, ...config } = opts;
   await writeFile(join(runDir, 'config.json'), JSON.stringify({ dataDir: resolve(dataDir), ...config, topBlocks, cut, headUnits }, null, 2) + '\n');
   await writeFile(join(runDir, 'split.json'), JSON.stringify(manifest, null, 1) + '\n');
-  const report = formatClassificationReport(evaluation, 4);
-  const cm = formatConfusionMatrix(evaluation);
-  await writeFile(join(runDir, 'evaluation.txt'), `${cm}\n\n${report}\n`);
-  await writeFile(join(runDir, 'evaluation.json'), JSON.stringify({ split: 'val', bestEpoch, ...metricsToJSON(evaluation), calibration }, null, 2) + '\n');
+  if (evaluation) {
+    const report = formatClassificationReport(evaluation, 4);
+    const cm = formatConfusionMatrix(evaluation);
+    await writeFile(join(runDir, 'evaluation.txt'), `${cm}\n\n${report}\n`);
+    await writeFile(join(runDir, 'evaluation.json'), JSON.stringify({ split: 'val', bestEpoch, ...metricsToJSON(evaluation), calibration }, null, 2) + '\n');
+  }
   timings.totalSeconds = (performance.now() - tStart) / 1000;
   await writeFile(
     join(runDir, 'data-report.json'),
