@@ -2,10 +2,11 @@
  * Dataset discovery: class-per-folder layouts, content hashes, duplicate/conflict detection.
  * Files are not decoded here (that is slow); checkDecodable() does it on request.
  */
-import { readdir, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { extname, join, relative, resolve, sep } from 'node:path';
 import sharp from 'sharp';
 import { sha256File } from '../util/hash.js';
+import { byCodePoint, listDir, type DirEntry } from '../util/list-dir.js';
 import { ImageDecodeError, SUPPORTED_EXTENSIONS, isSupportedImagePath, toDecodeError } from './image.js';
 
 export type SplitName = 'train' | 'val';
@@ -61,33 +62,14 @@ export class DatasetError extends Error {
 }
 
 const isHidden = (name: string): boolean => name.startsWith('.');
-const byCodePoint = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 const toPosix = (p: string): string => p.split(sep).join('/');
 
-interface Entry {
-  name: string;
-  path: string;
-  isDir: boolean;
-}
+type Entry = DirEntry;
 
-/** Non-hidden entries of a folder, sorted; symlinks are followed (broken ones skipped). */
+/** Non-hidden entries of a folder, sorted; symlinks are followed (broken ones skipped and reported). */
 async function list(dir: string, skipped: SkippedFile[]): Promise<Entry[]> {
-  const out: Entry[] = [];
-  for (const d of await readdir(dir, { withFileTypes: true })) {
-    if (isHidden(d.name)) continue;
-    const path = join(dir, d.name);
-    let isDir = d.isDirectory();
-    if (d.isSymbolicLink()) {
-      try {
-        isDir = (await stat(path)).isDirectory();
-      } catch {
-        skipped.push({ path, reason: 'broken symbolic link' });
-        continue;
-      }
-    }
-    out.push({ name: d.name, path, isDir });
-  }
-  return out.sort((a, b) => byCodePoint(a.name, b.name));
+  const entries = await listDir(dir, (path) => skipped.push({ path, reason: 'broken symbolic link' }));
+  return entries.filter((e) => !isHidden(e.name));
 }
 
 /** Image files anywhere below `dir` (recursive); other files go to `skipped`. */

@@ -3,9 +3,10 @@
  * for image extensions) and glob patterns with `*`, `?` and `**` (expanded here with node:fs,
  * because Node 20 has no fs.glob and shells differ: quoted patterns reach us unexpanded).
  */
-import { readdir, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { isSupportedImagePath } from '../data/image.js';
+import { listDir, type DirEntry } from '../util/list-dir.js';
 
 export interface InputProblem {
   path: string;
@@ -34,36 +35,16 @@ export function segmentRegExp(segment: string): RegExp {
   return new RegExp(`^${re}$`);
 }
 
-const byCodePoint = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
-interface Entry {
-  name: string;
-  path: string;
-  isDir: boolean;
-}
+type Entry = DirEntry;
 
 /** Entries of a folder, sorted; symlinks followed (broken ones dropped); [] if unreadable. */
 async function list(dir: string): Promise<Entry[]> {
-  let dirents;
   try {
-    dirents = await readdir(dir, { withFileTypes: true });
+    return await listDir(dir);
   } catch {
     return [];
   }
-  const out: Entry[] = [];
-  for (const d of dirents) {
-    const path = join(dir, d.name);
-    let isDir = d.isDirectory();
-    if (d.isSymbolicLink()) {
-      try {
-        isDir = (await stat(path)).isDirectory();
-      } catch {
-        continue;
-      }
-    }
-    out.push({ name: d.name, path, isDir });
-  }
-  return out.sort((a, b) => byCodePoint(a.name, b.name));
 }
 
 /** Image files below `dir` (recursive, hidden entries skipped, symlink loops guarded). */

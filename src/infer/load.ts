@@ -1,6 +1,6 @@
 /**
- * `loadClassifier`: the library's entry point for inference, with the model shipped inside the
- * package (`models/default/`) as the default.
+ * `loadClassifier`: the library's entry point for inference. The package ships trained models
+ * under `models/<name>/` (`resnet50`, the default, and `mobilenet_v2`); `--model NAME` picks one.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,14 +15,30 @@ export class NoDefaultModelError extends Error {
   }
 }
 
-/** Where the shipped default model lives (a bundle folder, or a folder holding model.onnx). */
-export function defaultModelPath(root: string = packageRoot()): string {
-  return join(root, 'models', 'default');
+export const DEFAULT_MODEL = 'resnet50';
+
+/** Where a shipped model lives (a bundle folder). */
+export function shippedModelPath(name: string, root: string = packageRoot()): string {
+  return join(root, 'models', name);
 }
 
-/** `model` itself, or the shipped default model; throws NoDefaultModelError if there is none. */
+/** Where the shipped default model lives. */
+export function defaultModelPath(root: string = packageRoot()): string {
+  return shippedModelPath(DEFAULT_MODEL, root);
+}
+
+/**
+ * `model` itself (a path), the shipped model of that name (`resnet50`, `mobilenet_v2`), or the
+ * shipped default model; throws NoDefaultModelError if there is none.
+ */
 export function resolveModelPath(model?: string, root?: string): string {
-  if (model !== undefined) return model;
+  if (model !== undefined) {
+    if (/^[a-z0-9_.-]+$/i.test(model) && !existsSync(model)) {
+      const shipped = shippedModelPath(model, root);
+      if (existsSync(join(shipped, 'manifest.json'))) return shipped;
+    }
+    return model;
+  }
   const p = defaultModelPath(root);
   if (!existsSync(p)) throw new NoDefaultModelError(p);
   return p;
