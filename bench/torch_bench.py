@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
-"""PyTorch side of `npm run bench` (bench/inference.ts runs it; not meant to be run alone).
+"""PyTorch side of `npm run bench` (bench/inference.ts drives it; not meant to be run alone).
 
 The same architectures as phoneside's classifiers, run by PyTorch on the CPU: torchvision
 ResNet50 / MobileNetV2 (random weights: speed does not depend on them) with phoneside's head
 (FC-BN-PReLU-Dropout x 2 -> FC(3) -> softmax), eval mode, torch.inference_mode(), 224x224; both
 eager and as a frozen TorchScript module (torch.jit.optimize_for_inference).
 
-Reads a JSON config on stdin: {files, threads, batches, minSeconds, size, backbones: [{id, headUnits}]}.
-Writes progress to stderr and one JSON line to stdout:
-{torch, torchvision, mkldnn, macs: {id: MACs per image}, rows: [{backbone, threads, batch, e2e, model, frozenE2e, frozenModel}]} (images/s).
+Line protocol, so that each setting runs right after phoneside's (the machine's load drifts):
+  stdin line 1: {files, minSeconds, size}         -> {torch, torchvision, mkldnn}
+  then, per line: {id, headUnits, threads, batch} -> {macs, e2e, model, frozenE2e, frozenModel} (images/s)
+Progress goes to stderr.
 """
 import json
 import sys
@@ -20,8 +21,12 @@ def log(*args):
     print(*args, file=sys.stderr, flush=True)
 
 
+def reply(obj):
+    print(json.dumps(obj), flush=True)
+
+
 def main():
-    cfg = json.load(sys.stdin)
+    cfg = json.loads(sys.stdin.readline())
     import numpy as np
     import torch
     import torchvision
@@ -42,14 +47,13 @@ def main():
             cin = u
         return nn.Sequential(*layers, nn.Linear(cin, 3), nn.Softmax(dim=1))
 
-    def build(spec):
-        name = spec["id"]
+    def build(name, units):
         if name == "resnet50":
             m = torchvision.models.resnet50()
-            m.fc = head(m.fc.in_features, spec["headUnits"])
+            m.fc = head(m.fc.in_features, units)
         elif name.startswith("mobilenet_v2_"):
             m = torchvision.models.mobilenet_v2(width_mult=float(name.rsplit("_", 1)[1]))
-            m.classifier = head(m.last_channel, spec["headUnits"])
+            m.classifier = head(m.last_channel, units)
         else:
             raise SystemExit(f"torch_bench: no PyTorch model for {name}")
         return m.eval()
@@ -107,40 +111,37 @@ def main():
                 nxt = prefetch.submit(decode_batch, batches[0])
                 for k in range(len(batches)):
                     x = nxt.result()
-                    if k + 1 < len(batches):
-                        nxt = prefetch.submit(decode_batch, batches[k + 1])
+                    nxt = prefetch.submit(decode_batch, batches[k + 1]) if k + 1 < len(batches) else None
                     m(torch.from_numpy(x))
                     n += len(x)
-                if time.perf_counter() - t0 >= min_s:
-                    return n / (time.perf_counter() - t0)
+                    if time.perf_counter() - t0 >= min_s:
+                        rate = n / (time.perf_counter() - t0)
+                        if nxt is not None:
+                            nxt.result()  # do not leave a decode running into the next timing
+                        return rate
 
     x_all = torch.from_numpy(decode_batch(files))
-    out = {
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "mkldnn": bool(torch.backends.mkldnn.is_available()),
-        "macs": {},
-        "rows": [],
-    }
-    for spec in cfg["backbones"]:
-        m = build(spec)
-        out["macs"][spec["id"]] = count_macs(m)
-        # PyTorch's own best CPU inference path: TorchScript, frozen, conv+BN folded, oneDNN
-        # weights pre-packed (eager mode re-lays the weights out on every call).
-        with torch.no_grad():
-            frozen = torch.jit.optimize_for_inference(torch.jit.script(m))
-        for threads in cfg["threads"]:
-            torch.set_num_threads(threads)
-            for bs in cfg["batches"]:
-                row = {"backbone": spec["id"], "threads": threads, "batch": bs}
-                row["model"] = time_model(m, x_all, bs)
-                row["e2e"] = time_e2e(m, bs)
-                row["frozenModel"] = time_model(frozen, x_all, bs)
-                row["frozenE2e"] = time_e2e(frozen, bs)
-                out["rows"].append(row)
-                log(f"  torch {spec['id']} threads {threads} batch {bs}: eager e2e {row['e2e']:.1f}, model {row['model']:.1f}; "
-                    f"frozen e2e {row['frozenE2e']:.1f}, model {row['frozenModel']:.1f} img/s")
-    print(json.dumps(out))
+    reply({"torch": torch.__version__, "torchvision": torchvision.__version__, "mkldnn": bool(torch.backends.mkldnn.is_available())})
+    models = {}
+    for line in sys.stdin:
+        req = json.loads(line)
+        name = req["id"]
+        if name not in models:
+            m = build(name, req["headUnits"])
+            # PyTorch's own best CPU inference path: TorchScript, frozen, conv+BN folded, oneDNN
+            # weights pre-packed (eager mode re-lays the weights out on every call).
+            with torch.no_grad():
+                frozen = torch.jit.optimize_for_inference(torch.jit.script(m))
+            models[name] = (m, frozen, count_macs(m))
+        m, frozen, macs = models[name]
+        torch.set_num_threads(req["threads"])
+        bs = req["batch"]
+        row = {"macs": macs, "model": time_model(m, x_all, bs), "e2e": time_e2e(m, bs)}
+        row["frozenModel"] = time_model(frozen, x_all, bs)
+        row["frozenE2e"] = time_e2e(frozen, bs)
+        log(f"  torch {name} threads {req['threads']} batch {bs}: eager e2e {row['e2e']:.1f}, model {row['model']:.1f}; "
+            f"frozen e2e {row['frozenE2e']:.1f}, model {row['frozenModel']:.1f} img/s")
+        reply(row)
 
 
 if __name__ == "__main__":
