@@ -3,9 +3,11 @@
  * checksums, the input size and normalisation, and where the trunk may be cut. Preprocessing
  * travels with the entry and is never re-typed at call sites.
  */
+import type { ResizePolicy } from '../data/image.js';
 import type { WeightsSource } from './weights-source.js';
 
-export type ResizePolicy = 'squash' | 'center-crop' | 'pad';
+export type { ResizePolicy };
+
 
 export interface Preprocessing {
   /** Square input side in pixels. */

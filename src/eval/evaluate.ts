@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { checkDecodable, scanDataset, type SkippedFile } from '../data/dataset.js';
 import { applySplitManifest, parseSplitManifest } from '../data/split.js';
 import { Classifier, type LoadClassifierOptions } from '../infer/classifier.js';
-import { classificationMetrics, type ClassificationMetrics } from './metrics.js';
+import { argmax, classificationMetrics, type ClassificationMetrics } from './metrics.js';
 import { ProgressBar, type ProgressStream } from '../util/progress.js';
 
 export interface EvaluateOptions extends LoadClassifierOptions {
@@ -26,8 +26,6 @@ export interface EvaluationResult {
   skipped: SkippedFile[];
   seconds: number;
 }
-
-const argmax = (p: readonly number[]): number => p.reduce((best, v, i) => (v > p[best]! ? i : best), 0);
 
 export async function evaluate(model: string, dataDir: string, opts: EvaluateOptions = {}): Promise<EvaluationResult> {
   const t0 = performance.now();

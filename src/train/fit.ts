@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { ClassifierModel } from '../model/classifier-model.js';
-import { classificationMetrics } from '../eval/metrics.js';
+import { argmax, classificationMetrics } from '../eval/metrics.js';
 import type { Rng } from '../util/rng.js';
 import type { Callback, EpochLogs, TrainerControl } from './callback.js';
 import type { FeatureTable } from './features.js';
@@ -73,8 +73,6 @@ export function predictLogits(model: ClassifierModel, rows: readonly Float32Arra
   }
   return out;
 }
-
-const argmax = (p: readonly number[]): number => p.reduce((best, v, i) => (v > p[best]! ? i : best), 0);
 
 export async function fit(model: ClassifierModel, data: FitData, opts: FitOptions): Promise<FitResult> {
   const loss = makeLoss(opts.loss);

@@ -27,7 +27,7 @@ import { CosineAnnealing, EarlyStopping, JsonlLogger, ProgressCallback, ReduceLR
 import { FeatureStore } from './features.js';
 import { evaluateFeatures, fit, predictLogits } from './fit.js';
 import { fitTemperature, softmaxWithTemperature } from '../eval/calibration.js';
-import { expectedCalibrationError } from '../eval/metrics.js';
+import { argmax, expectedCalibrationError } from '../eval/metrics.js';
 import type { LossConfig } from './loss.js';
 
 /** Every option of `phoneside train`, with the same names in the CLI (kebab-case there). */
@@ -154,8 +154,6 @@ function limitItems(items: DatasetItem[], perClass: number | undefined, seed: nu
  * product shots with the same outline on white.
  */
 const NEAR_DUPLICATE_DISTANCE = 4;
-
-const argmax = (p: readonly number[]): number => p.reduce((best, v, i) => (v > p[best]! ? i : best), 0);
 
 export async function train(dataDir: string, options: Partial<TrainOptions> & { backbone: string }): Promise<TrainResult> {
   const opts: TrainOptions = { ...DEFAULT_TRAIN_OPTIONS, ...options, augment: { ...DEFAULT_AUGMENT, ...options.augment } };
