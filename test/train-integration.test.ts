@@ -44,7 +44,7 @@ for (const backbone of ['mobilenet_v2', 'resnet50'] as const) {
       ];
       const trained = await captureStdout(() => main(args));
       assert.equal(trained.code, 0, trained.out);
-      for (const f of ['model/manifest.json', 'model/weights.bin', 'config.json', 'split.json', 'metrics.jsonl', 'evaluation.json', 'evaluation.txt', 'data-report.json']) {
+      for (const f of ['model/manifest.json', 'model/weights.bin', 'config.json', 'split.json', 'metrics.jsonl', 'evaluation.json', 'evaluation.txt', 'data-report.json', 'report.html']) {
         assert.ok(existsSync(join(out, f)), `run folder lacks ${f}`);
       }
       const epochs = (await readFile(join(out, 'metrics.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { trainLoss: number });
@@ -52,10 +52,13 @@ for (const backbone of ['mobilenet_v2', 'resnet50'] as const) {
       assert.ok(epochs[epochs.length - 1]!.trainLoss < epochs[0]!.trainLoss, 'training loss went down');
 
       const evaluated = await captureStdout(() =>
-        main(['evaluate', out, DATA, '--subset', 'val', '--json', ...(backbone === 'mobilenet_v2' ? ['--weights', MOBILENET] : [])]),
+        main(['evaluate', out, DATA, '--subset', 'val', '--json', '--html', join(dir, 'eval.html'), ...(backbone === 'mobilenet_v2' ? ['--weights', MOBILENET] : [])]),
       );
       assert.equal(evaluated.code, 0);
-      const report = JSON.parse(evaluated.out) as { accuracy: number; total: number; macroAvg: { f1: number } };
+      const full = JSON.parse(evaluated.out) as { schema: string; metrics: { accuracy: number; total: number; macroAvg: { f1: number } }; training: { epochs: unknown[] } };
+      assert.equal(full.schema, 'phoneside.evaluation-report/1');
+      assert.equal(full.training.epochs.length, epochs.length, 'the report carries the run history');
+      const report = full.metrics;
       const recorded = JSON.parse(await readFile(join(out, 'evaluation.json'), 'utf8')) as { accuracy: number; total: number };
       assert.equal(report.total, 18, '6 validation images per class');
       // Chance is 1/3; a model that learned anything from 24 images per class is far above it.
@@ -63,6 +66,13 @@ for (const backbone of ['mobilenet_v2', 'resnet50'] as const) {
       assert.ok(report.macroAvg.f1 >= 0.65, `macro F1 ${report.macroAvg.f1}`);
       // The exported ONNX classifier and the training-time evaluation agree.
       assert.equal(report.accuracy, recorded.accuracy);
+      // Both HTML reports (train's and evaluate's) show the same confusion matrix.
+      const cells = (html: string): string[] => [...html.matchAll(/data-count="(\d+)"/g)].map((m) => m[1]!);
+      const trainHtml = await readFile(join(out, 'report.html'), 'utf8');
+      const evalHtml = await readFile(join(dir, 'eval.html'), 'utf8');
+      assert.equal(cells(trainHtml).length, 9);
+      assert.deepEqual(cells(evalHtml), cells(trainHtml));
+      assert.match(evalHtml, /<section id="training"><h2>Training curves<\/h2><div class="row"><svg/);
     } finally {
       env.cacheDir = saved;
       await rm(dir, { recursive: true, force: true });

@@ -5,8 +5,10 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { listBackbones } from '../backbones/registry.js';
 import { env } from '../env.js';
-import { evaluate } from '../eval/evaluate.js';
+import { evaluate, evaluationReport } from '../eval/evaluate.js';
+import { reportToJSON } from '../eval/evaluation-report.js';
 import { formatClassificationReport, formatConfusionMatrix, metricsToJSON } from '../eval/report.js';
+import { cmdCompare, COMPARE_HELP } from './compare.js';
 import { cmdExport, EXPORT_HELP } from './export.js';
 import { cmdPredict, PREDICT_HELP } from './predict.js';
 
@@ -17,6 +19,7 @@ Usage:
   phoneside evaluate MODEL DATA_DIR [--json] confusion matrix and report of a model on labelled images
   phoneside predict [--model M] PATH...      classify images (files, folders, globs); --format table|jsonl|csv
   phoneside export MODEL --out FILE.onnx     the whole classifier as one ONNX file (with its metadata)
+  phoneside compare MODEL... --data DIR      models side by side on the same images (--html, --json)
   phoneside backbones                        list the available backbones
   phoneside help [COMMAND]
 
@@ -31,7 +34,8 @@ const TRAIN_HELP = `phoneside train DATA_DIR [options]
 
 DATA_DIR holds one folder per class (front/, back/, none/ ...), or train/ and val/ folders that do.
 Writes a run folder: model/ (bundle), config.json, split.json, metrics.jsonl, evaluation.{txt,json},
-data-report.json (skipped files, near-duplicates across the split, timings).
+data-report.json (skipped files, near-duplicates across the split, timings) and report.html (the
+evaluation report of the validation split: see phoneside help evaluate).
 
 Model:
   --backbone NAME        resnet50 | mobilenet_v2 (default resnet50)
@@ -63,16 +67,25 @@ Optimisation:
   --backend wasm|cpu     tfjs backend for the trainable layers (default wasm)
   --no-feature-cache     do not cache trunk features on disk
   --quiet                no progress output
+  --json                 print the result as JSON (run folder, best epoch, validation metrics,
+                         calibration, timings) instead of the text report
 `;
 
 const EVALUATE_HELP = `phoneside evaluate MODEL DATA_DIR [options]
 
-MODEL is a run folder or its model/ folder. Prints the confusion matrix and the classification
-report (scikit-learn layout) of the whole classifier (run as one ONNX graph) on DATA_DIR.
-  --json                 print JSON instead
+MODEL is a run folder, its model/ folder, an exported .onnx file or a shipped model's name
+(resnet50, mobilenet_v2). Prints the confusion matrix and the classification report (scikit-learn
+layout) of the whole classifier (run as one ONNX graph) on the labelled images of DATA_DIR.
+  --html FILE            also write a self-contained HTML report: confusion heat map, per-class
+                         table, precision-recall curves, reliability diagram, gallery of mistakes,
+                         most-confused pairs, training curves and data summary (from a run folder)
+  --json                 print the full report as JSON instead (schema phoneside.evaluation-report/1,
+                         see docs/json-reports.md)
   --subset val|train     only the images that the run's split.json put in that subset
   --split-file FILE      split.json to use with --subset (default MODEL/split.json)
-  --digits N             decimals in the report (default 4)
+  --gallery-limit N      most misclassified images shown in the HTML gallery (default 120)
+  --digits N             decimals in the text report (default 4)
+  --batch-size N         images per inference batch (default 16)
 `;
 
 type Values = Record<string, string | boolean | undefined>;
@@ -161,6 +174,7 @@ async function cmdTrain(args: string[]): Promise<number> {
       backend: { type: 'string' },
       'no-feature-cache': { type: 'boolean' },
       quiet: { type: 'boolean' },
+      json: { type: 'boolean' },
     },
   });
   if (v.help) {
@@ -213,6 +227,21 @@ async function cmdTrain(args: string[]): Promise<number> {
   });
   const t = result.timings;
   const ev = result.evaluation;
+  if (v.json) {
+    process.stdout.write(
+      reportToJSON({
+        schema: 'phoneside.train-result/1',
+        runDir: result.runDir,
+        bestEpoch: result.bestEpoch,
+        validation: ev ? metricsToJSON(ev) : null,
+        calibration: result.calibration,
+        timings: t,
+        skipped: result.skipped,
+        nearDuplicates: result.nearDuplicates,
+      }),
+    );
+    return 0;
+  }
   process.stdout.write(
     (ev ? `\n${formatConfusionMatrix(ev)}\n\n${formatClassificationReport(ev, 4)}\n` : '\nno validation split (trained on all images)\n') +
       `best epoch ${result.bestEpoch} of ${t.epochs}; time: decode+augment ${t.decodeSeconds.toFixed(1)}s, ` +
@@ -221,7 +250,7 @@ async function cmdTrain(args: string[]): Promise<number> {
       (ev
         ? `calibration: temperature ${result.calibration.temperature.toFixed(3)}, ECE ${result.calibration.eceBefore.toFixed(4)} -> ${result.calibration.eceAfter.toFixed(4)}\n`
         : `temperature ${result.calibration.temperature} (given, not fitted)\n`) +
-      `run folder: ${result.runDir}\n`,
+      `run folder: ${result.runDir}${ev ? ` (report: ${result.runDir}/report.html)` : ''}\n`,
   );
   return 0;
 }
@@ -230,13 +259,25 @@ async function cmdEvaluate(args: string[]): Promise<number> {
   const { values: v, positionals } = parseArgs({
     args,
     allowPositionals: true,
-    options: { ...COMMON, json: { type: 'boolean' }, subset: { type: 'string' }, 'split-file': { type: 'string' }, digits: { type: 'string' } },
+    options: {
+      ...COMMON,
+      json: { type: 'boolean' },
+      html: { type: 'string' },
+      subset: { type: 'string' },
+      'split-file': { type: 'string' },
+      digits: { type: 'string' },
+      'gallery-limit': { type: 'string' },
+      'batch-size': { type: 'string' },
+    },
   });
   if (v.help) {
     process.stdout.write(EVALUATE_HELP);
     return 0;
   }
   if (positionals.length !== 2) throw new UsageError('evaluate takes MODEL and DATA_DIR (see phoneside help evaluate)');
+  if (v.html === '') throw new UsageError('--html needs a file name');
+  const digits = int(v, 'digits') ?? 4;
+  const galleryLimit = int(v, 'gallery-limit');
   applyCommon(v);
   const r = await evaluate(positionals[0]!, positionals[1]!, {
     ...defined({
@@ -244,14 +285,24 @@ async function cmdEvaluate(args: string[]): Promise<number> {
       threads: int(v, 'threads'),
       subset: choice(v, 'subset', ['train', 'val'] as const),
       splitFile: v['split-file'] as string | undefined,
+      batchSize: int(v, 'batch-size', 1),
     }),
   });
   for (const s of r.skipped) process.stderr.write(`warning: skipped ${s.path}: ${s.reason}\n`);
+  const report = await evaluationReport(r);
+  if (typeof v.html === 'string') {
+    const { writeEvaluationHtml } = await import('../eval/html-report.js');
+    await writeEvaluationHtml(v.html, report, { dataDir: positionals[1]!, ...defined({ galleryLimit }) });
+    process.stderr.write(`wrote ${v.html}\n`);
+  }
   if (v.json) {
-    process.stdout.write(JSON.stringify({ ...metricsToJSON(r.metrics), skipped: r.skipped, seconds: r.seconds }, null, 2) + '\n');
+    process.stdout.write(reportToJSON({ ...report, seconds: r.seconds }));
   } else {
-    const digits = int(v, 'digits') ?? 4;
-    process.stdout.write(`${formatConfusionMatrix(r.metrics)}\n\n${formatClassificationReport(r.metrics, digits)}\n`);
+    process.stdout.write(
+      `${formatConfusionMatrix(r.metrics)}\n\n${formatClassificationReport(r.metrics, digits)}\n` +
+        `ECE ${report.calibration.after.ece.toFixed(4)} (T = ${report.calibration.temperature.toFixed(3)}; ${report.calibration.before.ece.toFixed(4)} at T = 1), ` +
+        `macro AP ${report.macroAveragePrecision?.toFixed(4) ?? '-'}, ${report.mistakes.length} mistakes, ${r.seconds.toFixed(1)} s\n`,
+    );
   }
   return 0;
 }
@@ -267,7 +318,13 @@ function cmdBackbones(): number {
   return 0;
 }
 
-const VERB_HELP: Record<string, string> = { train: TRAIN_HELP, evaluate: EVALUATE_HELP, predict: PREDICT_HELP, export: EXPORT_HELP };
+const VERB_HELP: Record<string, string> = {
+  train: TRAIN_HELP,
+  evaluate: EVALUATE_HELP,
+  predict: PREDICT_HELP,
+  export: EXPORT_HELP,
+  compare: COMPARE_HELP,
+};
 
 /** Runs the CLI; returns the exit status. */
 export async function main(argv: string[]): Promise<number> {
@@ -282,6 +339,8 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdPredict(rest);
       case 'export':
         return await cmdExport(rest);
+      case 'compare':
+        return await cmdCompare(rest);
       case 'backbones':
         return cmdBackbones();
       case undefined:

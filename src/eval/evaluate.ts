@@ -4,68 +4,147 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { checkDecodable, scanDataset, type SkippedFile } from '../data/dataset.js';
+import { checkDecodable, scanDataset, type DatasetItem, type SkippedFile } from '../data/dataset.js';
 import { applySplitManifest, parseSplitManifest } from '../data/split.js';
 import { Classifier, type LoadClassifierOptions } from '../infer/classifier.js';
+import { resolveModelPath } from '../infer/load.js';
+import { buildEvaluationReport, type EvaluationReport } from './evaluation-report.js';
 import { argmax, classificationMetrics, type ClassificationMetrics } from './metrics.js';
+import { findRunDir, readRunArtifacts } from './run-artifacts.js';
 import { ProgressBar, type ProgressStream } from '../util/progress.js';
+
+export type Subset = 'train' | 'val';
 
 export interface EvaluateOptions extends LoadClassifierOptions {
   /** Only the images a split.json puts in this subset (e.g. a run's validation split). */
-  subset?: 'train' | 'val';
+  subset?: Subset;
   /** The split.json to use with `subset` (default: the run folder's own). */
   splitFile?: string;
   batchSize?: number;
   progress?: ProgressStream;
 }
 
+export interface EvaluatedImage {
+  /** Path relative to the data folder. */
+  path: string;
+  label: string;
+  predicted: string;
+  probabilities: number[];
+}
+
 export interface EvaluationResult {
+  /** The model as evaluated: its path, backbone, classes and softmax temperature. */
+  model: { path: string; backbone: string; classes: string[]; temperature: number };
+  dataDir: string;
+  subset: 'all' | Subset;
   metrics: ClassificationMetrics;
   /** Per image: path, true label, predicted label, probabilities (for reports and galleries). */
-  predictions: { path: string; label: string; predicted: string; probabilities: number[] }[];
+  predictions: EvaluatedImage[];
   skipped: SkippedFile[];
   seconds: number;
 }
 
-export async function evaluate(model: string, dataDir: string, opts: EvaluateOptions = {}): Promise<EvaluationResult> {
-  const t0 = performance.now();
-  const clf = await Classifier.load(model, opts);
+export interface EvaluationSet {
+  items: DatasetItem[];
+  skipped: SkippedFile[];
+  classes: string[];
+}
+
+async function readSplit(file: string, subset: Subset): Promise<ReturnType<typeof parseSplitManifest>> {
+  let text: string;
   try {
-    const scan = await scanDataset(dataDir);
-    const classes = clf.classes;
-    const unknown = scan.classes.filter((c) => !classes.includes(c));
-    if (unknown.length > 0) throw new Error(`the data has classes the model does not know: ${unknown.join(', ')} (model classes: ${classes.join(', ')})`);
-    let items = scan.items;
-    if (opts.subset) {
-      const file = opts.splitFile ?? join(model, 'split.json');
-      let text: string;
-      try {
-        text = await readFile(file, 'utf8');
-      } catch {
-        throw new Error(`--subset ${opts.subset} needs a split file: ${file} not found (pass --split-file)`);
-      }
-      const applied = applySplitManifest(items, parseSplitManifest(JSON.parse(text)), { unknown: 'train' });
+    text = await readFile(file, 'utf8');
+  } catch {
+    throw new Error(`--subset ${subset} needs a split file: ${file} not found (pass --split-file)`);
+  }
+  return parseSplitManifest(JSON.parse(text));
+}
+
+/**
+ * The decodable labelled images of `dataDir`; with `subset`, only those that every split file
+ * puts in that subset (several files: images none of the runs trained on, for a fair comparison).
+ */
+export async function evaluationSet(dataDir: string, opts: { subset?: Subset; splitFiles?: string[] } = {}): Promise<EvaluationSet> {
+  const scan = await scanDataset(dataDir);
+  let items = scan.items;
+  if (opts.subset) {
+    const files = opts.splitFiles ?? [];
+    if (files.length === 0) throw new Error(`--subset ${opts.subset} needs a split file`);
+    for (const file of files) {
+      const applied = applySplitManifest(items, await readSplit(file, opts.subset), { unknown: 'train' });
       items = opts.subset === 'val' ? applied.val : applied.train;
     }
-    const stream = opts.progress ?? process.stderr;
-    const checked = await checkDecodable(items);
-    const bar = new ProgressBar({ total: checked.ok.length, label: 'evaluate', stream, unit: 'img' });
-    const batch = opts.batchSize ?? 16;
-    const predictions: EvaluationResult['predictions'] = [];
-    for (let i = 0; i < checked.ok.length; i += batch) {
-      const chunk = checked.ok.slice(i, i + batch);
-      const probs = await clf.probabilities(chunk.map((c) => c.path));
-      chunk.forEach((c, k) => predictions.push({ path: c.relPath, label: c.label, predicted: classes[argmax(probs[k]!)]!, probabilities: probs[k]! }));
-      bar.update(predictions.length);
-    }
-    bar.done();
+  }
+  const checked = await checkDecodable(items);
+  return { items: checked.ok, skipped: [...scan.skipped, ...checked.skipped], classes: scan.classes };
+}
+
+/** Runs `clf` over `items` in batches; probabilities are the model's (calibrated) output. */
+export async function predictItems(clf: Classifier, items: readonly DatasetItem[], opts: { batchSize?: number; progress?: ProgressStream; label?: string } = {}): Promise<EvaluatedImage[]> {
+  const classes = clf.classes;
+  const bar = new ProgressBar({ total: items.length, label: opts.label ?? 'evaluate', stream: opts.progress ?? process.stderr, unit: 'img' });
+  const batch = opts.batchSize ?? 16;
+  const out: EvaluatedImage[] = [];
+  for (let i = 0; i < items.length; i += batch) {
+    const chunk = items.slice(i, i + batch);
+    const probs = await clf.probabilities(chunk.map((c) => c.path));
+    chunk.forEach((c, k) => out.push({ path: c.relPath, label: c.label, predicted: classes[argmax(probs[k]!)]!, probabilities: probs[k]! }));
+    bar.update(out.length);
+  }
+  bar.done();
+  return out;
+}
+
+/** The split.json of the run that `model` belongs to (a run folder or its model/ folder). */
+export async function defaultSplitFile(model: string): Promise<string> {
+  return join((await findRunDir(model)) ?? model, 'split.json');
+}
+
+export function checkClasses(model: string, modelClasses: readonly string[], dataClasses: readonly string[]): void {
+  const unknown = dataClasses.filter((c) => !modelClasses.includes(c));
+  if (unknown.length > 0) throw new Error(`the data has classes ${model} does not know: ${unknown.join(', ')} (model classes: ${modelClasses.join(', ')})`);
+}
+
+/**
+ * Evaluates `model` (a run or bundle folder, an exported .onnx, or a shipped model's name) on the
+ * labelled images of `dataDir`.
+ */
+export async function evaluate(modelArg: string, dataDir: string, opts: EvaluateOptions = {}): Promise<EvaluationResult> {
+  const t0 = performance.now();
+  const model = resolveModelPath(modelArg);
+  const clf = await Classifier.load(model, opts);
+  try {
+    const set = await evaluationSet(dataDir, opts.subset ? { subset: opts.subset, splitFiles: [opts.splitFile ?? (await defaultSplitFile(model))] } : {});
+    checkClasses(model, clf.classes, set.classes);
+    const predictions = await predictItems(clf, set.items, opts);
+    const classes = clf.classes;
     const metrics = classificationMetrics(
       predictions.map((p) => classes.indexOf(p.label)),
       predictions.map((p) => classes.indexOf(p.predicted)),
       classes,
     );
-    return { metrics, predictions, skipped: [...scan.skipped, ...checked.skipped], seconds: (performance.now() - t0) / 1000 };
+    return {
+      model: { path: model, backbone: clf.info.backbone.id, classes: [...classes], temperature: clf.info.temperature },
+      dataDir,
+      subset: opts.subset ?? 'all',
+      metrics,
+      predictions,
+      skipped: set.skipped,
+      seconds: (performance.now() - t0) / 1000,
+    };
   } finally {
     await clf.dispose();
   }
+}
+
+/** The full evaluation report (curves, calibration, mistakes, and the run's history if any). */
+export async function evaluationReport(result: EvaluationResult): Promise<EvaluationReport> {
+  return buildEvaluationReport({
+    classes: result.model.classes,
+    predictions: result.predictions,
+    temperature: result.model.temperature,
+    model: { path: result.model.path, backbone: result.model.backbone },
+    data: { dir: result.dataDir, subset: result.subset, skipped: result.skipped },
+    run: await readRunArtifacts(result.model.path),
+  });
 }

@@ -3,6 +3,7 @@
  * scikit-learn's definitions so reports can be compared with Python tooling:
  * zero division (a class never predicted, or never present) yields 0, as sklearn's default does.
  */
+import { reliabilityDiagram } from './curves.js';
 
 export interface ClassScores {
   precision: number;
@@ -125,45 +126,14 @@ export function metricsFromConfusion(
 /**
  * Top-label expected calibration error (Guo et al. 2017): the confidence (max probability) is
  * bucketed into `bins` equal-width bins (lo, hi]; ECE = sum_b |acc_b - conf_b| * n_b / n.
- * A confidence of exactly 0 goes into the first bin.
+ * A confidence of exactly 0 goes into the first bin. The bins themselves: reliabilityDiagram.
  */
 export function expectedCalibrationError(
   probs: readonly (readonly number[])[],
   yTrue: readonly number[],
   bins = 15,
 ): number {
-  if (!Number.isInteger(bins) || bins < 1) throw new Error(`bins must be a positive integer, got ${bins}`);
-  if (probs.length !== yTrue.length) {
-    throw new Error(`probs and yTrue differ in length: ${probs.length} vs ${yTrue.length}`);
-  }
-  if (probs.length === 0) return 0;
-  const numClasses = probs[0]!.length;
-  if (numClasses < 1) throw new Error('probability rows must not be empty');
-  checkLabels('yTrue', yTrue, numClasses);
-
-  const count = new Array<number>(bins).fill(0);
-  const confSum = new Array<number>(bins).fill(0);
-  const correctSum = new Array<number>(bins).fill(0);
-  probs.forEach((row, i) => {
-    if (row.length !== numClasses) {
-      throw new Error(`probs[${i}] has ${row.length} entries, expected ${numClasses}`);
-    }
-    let best = 0;
-    for (let c = 1; c < numClasses; c++) if (row[c]! > row[best]!) best = c;
-    const conf = row[best]!;
-    if (!(conf >= 0 && conf <= 1)) throw new Error(`probs[${i}] has confidence ${conf} outside [0, 1]`);
-    const b = Math.min(bins - 1, Math.max(0, Math.ceil(conf * bins) - 1));
-    count[b]! += 1;
-    confSum[b]! += conf;
-    if (best === yTrue[i]) correctSum[b]! += 1;
-  });
-
-  let ece = 0;
-  for (let b = 0; b < bins; b++) {
-    if (count[b] === 0) continue;
-    ece += (Math.abs(correctSum[b]! - confSum[b]!) / count[b]!) * (count[b]! / probs.length);
-  }
-  return ece;
+  return reliabilityDiagram(probs, yTrue, bins).ece;
 }
 
 /** Index of the largest value (the predicted class of a probability or logit row). */

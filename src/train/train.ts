@@ -27,6 +27,9 @@ import { CosineAnnealing, EarlyStopping, JsonlLogger, ProgressCallback, ReduceLR
 import { FeatureStore } from './features.js';
 import { evaluateFeatures, fit, predictLogits } from './fit.js';
 import { fitTemperature, softmaxWithTemperature } from '../eval/calibration.js';
+import { buildEvaluationReport } from '../eval/evaluation-report.js';
+import { writeEvaluationHtml } from '../eval/html-report.js';
+import { readRunArtifacts } from '../eval/run-artifacts.js';
 import { argmax, expectedCalibrationError } from '../eval/metrics.js';
 import type { LossConfig } from './loss.js';
 
@@ -300,13 +303,14 @@ export async function train(dataDir: string, options: Partial<TrainOptions> & { 
   const valRows = valFeat.features.map((v) => v[0]!);
   let evaluation: ClassificationMetrics | undefined;
   let calibration: TrainResult['calibration'];
+  let valLogits: number[][] = [];
   if (allData) {
     calibration = { temperature: opts.temperature ?? 1, eceBefore: NaN, eceAfter: NaN };
   } else {
     const final = evaluateFeatures(model, valRows, valLabels, classes, lossCfg);
     evaluation = classificationMetrics(valLabels, final.probs.map(argmax), classes);
     // Temperature scaling on the validation logits: calibrated confidences for --min-confidence.
-    const valLogits = predictLogits(model, valRows);
+    valLogits = predictLogits(model, valRows);
     const temperature = fitTemperature(valLogits, valLabels);
     calibration = {
       temperature,
@@ -386,5 +390,18 @@ export async function train(dataDir: string, options: Partial<TrainOptions> & { 
       2,
     ) + '\n',
   );
+  if (evaluation) {
+    // The HTML report of the validation split, from the same logits the figures above came from.
+    const probs = softmaxWithTemperature(valLogits, temperature);
+    const report = buildEvaluationReport({
+      classes,
+      predictions: valItems.map((it, i) => ({ path: it.relPath, label: it.label, predicted: classes[argmax(probs[i]!)]!, probabilities: probs[i]! })),
+      temperature,
+      model: { path: runDir, backbone: spec.id },
+      data: { dir: dataDir, subset: 'val', skipped },
+      run: await readRunArtifacts(runDir),
+    });
+    await writeEvaluationHtml(join(runDir, 'report.html'), report, { dataDir: scan.root });
+  }
   return { runDir, calibration, bundle, evaluation, history: result.history, bestEpoch, timings, skipped, nearDuplicates, split: manifest };
 }

@@ -1,0 +1,114 @@
+/**
+ * `phoneside compare MODEL... --data DIR`: models side by side on the same images, as a terminal
+ * table, JSON (--json) or a self-contained HTML page (--html).
+ */
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { env } from '../env.js';
+import { compareModels } from '../eval/compare.js';
+import { formatComparisonTable } from '../eval/compare-format.js';
+import { reportToJSON } from '../eval/evaluation-report.js';
+import { CommandUsageError, isUsageError, type CliIO } from './predict.js';
+
+export const COMPARE_HELP = `phoneside compare MODEL [MODEL...] --data DIR [options]
+
+Evaluates every MODEL (run folder, bundle, .onnx file or shipped model name) on the same labelled
+images and prints them side by side: accuracy, macro and per-class F1, average precision, ECE,
+parameters, size on disk, single-image latency and batched throughput.
+  --data DIR             labelled images (one folder per class) (required)
+  --subset val|train     only images in that subset of EVERY model's split.json (for val: images
+                         none of the runs trained on); models without a split.json are refused
+  --html FILE            also write a self-contained HTML page (tables, charts, confusion matrices,
+                         reliability diagrams, images every model gets wrong)
+  --json                 print JSON instead (schema phoneside.comparison/1, docs/json-reports.md)
+  --latency-runs N       timed single-image calls per model (default 20, after 2 warm-ups)
+  --batch-size N         images per batch in the evaluation pass (default 16)
+  --threads N            ONNX Runtime threads (default: all cores)
+  --weights [ID=]PATH    backbone ImageNet weights: ID=PATH for one backbone (e.g.
+                         mobilenet_v2_0.35=../weights), a bare PATH for every model; repeatable
+  --cache-dir DIR, --offline
+`;
+
+function positiveInt(v: unknown, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (typeof v !== 'string' || !Number.isInteger(n) || n < 1) throw new CommandUsageError(`--${name} must be a positive integer, got '${String(v)}'`);
+  return n;
+}
+
+export async function cmdCompare(args: string[], io: CliIO = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+  let parsed;
+  let opts: Parameters<typeof compareModels>[2];
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      options: {
+        data: { type: 'string' },
+        subset: { type: 'string' },
+        html: { type: 'string' },
+        json: { type: 'boolean' },
+        'latency-runs': { type: 'string' },
+        'batch-size': { type: 'string' },
+        threads: { type: 'string' },
+        weights: { type: 'string', multiple: true },
+        'cache-dir': { type: 'string' },
+        offline: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+    const v = parsed.values;
+    if (v.help) {
+      io.stdout.write(COMPARE_HELP);
+      return 0;
+    }
+    if (parsed.positionals.length === 0) throw new CommandUsageError('compare needs at least one MODEL');
+    if (typeof v.data !== 'string' || v.data === '') throw new CommandUsageError('compare needs --data DIR (the labelled images to compare on)');
+    if (v.subset !== undefined && v.subset !== 'val' && v.subset !== 'train') throw new CommandUsageError(`--subset must be val or train, got '${v.subset}'`);
+    if (v.html === '') throw new CommandUsageError('--html needs a file name');
+    let shared: string | undefined;
+    for (const w of v.weights ?? []) {
+      const eq = w.indexOf('=');
+      if (eq > 0) env.weightsDir[w.slice(0, eq)] = w.slice(eq + 1);
+      else if (shared === undefined) shared = w;
+      else throw new CommandUsageError('only one bare --weights PATH may be given; use ID=PATH for each backbone');
+    }
+    const latencyRuns = positiveInt(v['latency-runs'], 'latency-runs');
+    const batchSize = positiveInt(v['batch-size'], 'batch-size');
+    const threads = positiveInt(v.threads, 'threads');
+    opts = {
+      ...(v.subset ? { subset: v.subset } : {}),
+      ...(latencyRuns ? { latencyRuns } : {}),
+      ...(batchSize ? { batchSize } : {}),
+      ...(threads ? { threads } : {}),
+      ...(shared ? { weights: shared } : {}),
+      progress: io.stderr,
+    };
+  } catch (err) {
+    if (isUsageError(err)) {
+      io.stderr.write(`phoneside: ${err.message}\nRun 'phoneside compare --help' for usage.\n`);
+      return 2;
+    }
+    throw err;
+  }
+  const v = parsed.values;
+  if (typeof v['cache-dir'] === 'string') env.cacheDir = v['cache-dir'];
+  if (v.offline === true) env.offline = true;
+  const dataDir = v.data as string;
+  const report = await compareModels(parsed.positionals, dataDir, opts);
+  if (typeof v.html === 'string') {
+    const { makeThumbnails } = await import('../eval/thumbnails.js');
+    const { renderComparisonHtml } = await import('../eval/html/compare-page.js');
+    const thumbnails = await makeThumbnails(report.agreement.allWrong.map((p) => ({ key: p, file: join(dataDir, p) })));
+    await writeFile(v.html, renderComparisonHtml(report, { thumbnails }));
+    io.stderr.write(`wrote ${v.html}\n`);
+  }
+  if (v.json) {
+    const { reports: _full, ...summary } = report;
+    io.stdout.write(reportToJSON(summary));
+  } else {
+    io.stdout.write(formatComparisonTable(report));
+  }
+  return 0;
+}

@@ -1,0 +1,22 @@
+/** Writing an evaluation report to disk: thumbnails of the mistakes, then the HTML page. */
+import { join } from 'node:path';
+import { writeFile } from 'node:fs/promises';
+import type { EvaluationReport } from './evaluation-report.js';
+import { renderEvaluationHtml } from './html/evaluation-page.js';
+import { makeThumbnails } from './thumbnails.js';
+
+export interface HtmlReportOptions {
+  /** Where the report's image paths are relative to (the data folder). */
+  dataDir: string;
+  galleryLimit?: number;
+}
+
+export async function evaluationHtml(report: EvaluationReport, o: HtmlReportOptions): Promise<string> {
+  const limit = o.galleryLimit ?? 120;
+  const thumbnails = await makeThumbnails(report.mistakes.slice(0, limit).map((m) => ({ key: m.path, file: join(o.dataDir, m.path) })));
+  return renderEvaluationHtml(report, { thumbnails, galleryLimit: limit });
+}
+
+export async function writeEvaluationHtml(path: string, report: EvaluationReport, o: HtmlReportOptions): Promise<void> {
+  await writeFile(path, await evaluationHtml(report, o));
+}
