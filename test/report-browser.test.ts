@@ -9,25 +9,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { test } from 'node:test';
-import { buildEvaluationReport } from '../src/eval/evaluation-report.js';
 import { evaluationHtml } from '../src/eval/html-report.js';
 import { readRunArtifacts } from '../src/eval/run-artifacts.js';
 import { chromiumPath, launchChromium, trackForeignRequests } from './helpers/browser.js';
-import { CLASSES, makeFixtureRun, PREDICTIONS } from './report-fixture.js';
+import { CLASSES, fixtureReport, makeFixtureRun } from './report-fixture.js';
 
 test('the evaluation report opens in headless Chromium with its matrix and gallery, offline', { skip: !chromiumPath && 'chromium not installed', timeout: 120_000 }, async () => {
   const root = await mkdtemp(join(tmpdir(), 'phoneside-report-browser-'));
   const browser = await launchChromium();
   try {
     const { runDir, dataDir } = await makeFixtureRun(root);
-    const report = buildEvaluationReport({
-      classes: CLASSES,
-      predictions: PREDICTIONS,
-      temperature: 0.8,
-      model: { path: runDir, backbone: 'mobilenet_v2_0.35' },
-      data: { dir: dataDir, subset: 'val', skipped: [] },
-      run: await readRunArtifacts(runDir),
-    });
+    const report = fixtureReport(runDir, dataDir, await readRunArtifacts(runDir));
     const file = join(root, 'report.html');
     await writeFile(file, await evaluationHtml(report, { dataDir }));
 

@@ -6,7 +6,8 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import type { ReportPrediction } from '../src/eval/evaluation-report.js';
+import { buildEvaluationReport, type EvaluationReport, type ReportPrediction } from '../src/eval/evaluation-report.js';
+import type { RunArtifacts } from '../src/eval/run-artifacts.js';
 
 export const CLASSES = ['back', 'front', 'none'];
 
@@ -61,4 +62,16 @@ export async function makeFixtureRun(root: string): Promise<{ runDir: string; da
     await sharp({ create: { width: 64 + i, height: 48, channels: 3, background: { r: 20 * i, g: 100, b: 200 - 10 * i } } }).jpeg().toFile(join(dataDir, p.path));
   }
   return { runDir, dataDir };
+}
+
+/** The evaluation report of PREDICTIONS for the fixture run (temperature 0.8). */
+export function fixtureReport(runDir: string, dataDir: string, run: RunArtifacts | undefined): EvaluationReport {
+  return buildEvaluationReport({
+    classes: CLASSES,
+    predictions: PREDICTIONS,
+    temperature: 0.8,
+    model: { path: runDir, backbone: 'mobilenet_v2_0.35' },
+    data: { dir: dataDir, subset: 'val', skipped: [] },
+    run,
+  });
 }

@@ -9,14 +9,14 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { softmaxWithTemperature } from '../src/eval/calibration.js';
 import { mostConfusedPairs, precisionRecallCurve, reliabilityDiagram, uncalibrate } from '../src/eval/curves.js';
-import { buildEvaluationReport, EVALUATION_REPORT_SCHEMA, reportToJSON } from '../src/eval/evaluation-report.js';
+import { EVALUATION_REPORT_SCHEMA, reportToJSON } from '../src/eval/evaluation-report.js';
 import { evaluationHtml } from '../src/eval/html-report.js';
 import { renderComparisonHtml } from '../src/eval/html/compare-page.js';
 import { bestIndex, comparisonRows, formatComparisonTable } from '../src/eval/compare-format.js';
 import { COMPARISON_SCHEMA, type ComparisonReport, type ModelComparison } from '../src/eval/compare.js';
 import { expectedCalibrationError } from '../src/eval/metrics.js';
 import { readRunArtifacts } from '../src/eval/run-artifacts.js';
-import { CLASSES, EPOCHS, makeFixtureRun, PREDICTIONS } from './report-fixture.js';
+import { CLASSES, EPOCHS, fixtureReport, makeFixtureRun, PREDICTIONS } from './report-fixture.js';
 
 test('precision-recall curve and average precision match scikit-learn', () => {
   // sklearn docs: average_precision_score([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == 0.8333...
@@ -73,14 +73,7 @@ test('evaluation report from a fixture run: data, JSON and a self-contained HTML
     assert.ok(run);
     assert.equal(run.epochs.length, 4);
     assert.equal(run.bestEpoch, 3);
-    const report = buildEvaluationReport({
-      classes: CLASSES,
-      predictions: PREDICTIONS,
-      temperature: 0.8,
-      model: { path: runDir, backbone: 'mobilenet_v2_0.35' },
-      data: { dir: dataDir, subset: 'val', skipped: [] },
-      run,
-    });
+    const report = fixtureReport(runDir, dataDir, run);
     assert.equal(report.schema, EVALUATION_REPORT_SCHEMA);
     assert.equal(report.metrics.accuracy, 9 / 12);
     assert.deepEqual(report.metrics.confusion, [[3, 1, 0], [0, 3, 1], [0, 1, 3]]);
