@@ -3,6 +3,7 @@
  * (tfjs) is loaded only when `train` is called, so importing this module stays light.
  */
 import type { TrainOptions, TrainResult } from './train/train.js';
+import type { RunningServer, ServeOptions } from './serve/server.js';
 
 export { env, type PhonesideEnv } from './env.js';
 export { getBackbone, listBackbones, type BackboneSpec, type Preprocessing } from './backbones/registry.js';
@@ -21,7 +22,12 @@ export { expandInputs, type ExpandedInputs, type InputProblem } from './infer/in
 export { exportClassifier, type ExportOptions, type ExportResult } from './infer/export.js';
 export { readOnnxMetadata, type ClassifierInfo } from './infer/onnx-meta.js';
 export { loadBundle, saveBundle, type ModelBundle, type BundleManifest } from './model/bundle.js';
-export { evaluate, type EvaluateOptions, type EvaluationResult } from './eval/evaluate.js';
+export { evaluate, evaluationReport, type EvaluateOptions, type EvaluationResult } from './eval/evaluate.js';
+export { buildEvaluationReport, reportToJSON, type EvaluationReport } from './eval/evaluation-report.js';
+export { evaluationHtml, writeEvaluationHtml } from './eval/html-report.js';
+export { compareModels, type CompareOptions, type ComparisonReport, type ModelComparison } from './eval/compare.js';
+export { formatComparisonTable } from './eval/compare-format.js';
+export { precisionRecallCurve, reliabilityDiagram, mostConfusedPairs } from './eval/curves.js';
 export {
   classificationMetrics,
   confusionMatrix,
@@ -39,4 +45,15 @@ export type { EpochLogs, Callback } from './train/callback.js';
 export async function train(dataDir: string, options: Partial<TrainOptions> & { backbone: string }): Promise<TrainResult> {
   const { train: run } = await import('./train/train.js');
   return run(dataDir, options);
+}
+
+export type { RunningServer, ServeOptions } from './serve/server.js';
+
+/**
+ * Starts the web service (HTTP API + web page); fastify is loaded only when this is called.
+ * Resolves once it listens; `close()` stops it after the requests in flight.
+ */
+export async function startServer(options: ServeOptions = {}): Promise<RunningServer> {
+  const { startServer: start } = await import('./serve/server.js');
+  return start(options);
 }

@@ -193,8 +193,8 @@ test('predict CLI: usage errors and the default model', async () => {
   }
 });
 
-test('inference code never imports tfjs or the training code', () => {
-  const roots = ['src/cli/predict.ts', 'src/cli/export.ts', 'src/infer/load.ts', 'src/infer/predict.ts', 'src/infer/export.ts', 'src/infer/inputs.ts'];
+test('inference, serving and evaluation code never imports tfjs or the training code', () => {
+  const roots = ['src/cli/predict.ts', 'src/cli/export.ts', 'src/cli/serve.ts', 'src/cli/compare.ts', 'src/serve/server.ts', 'src/infer/load.ts', 'src/infer/predict.ts', 'src/infer/export.ts', 'src/infer/inputs.ts', 'src/eval/evaluate.ts'];
   const seen = new Set<string>();
   const packages = new Set<string>();
   const visit = (file: string): void => {
@@ -209,6 +209,7 @@ test('inference code never imports tfjs or the training code', () => {
   };
   roots.forEach((r) => visit(resolve(r)));
   assert.ok(seen.has(resolve('src/infer/classifier.ts')) && seen.has(resolve('src/onnx/from-graph.ts')), 'the walk follows imports');
+  assert.ok(seen.has(resolve('src/serve/queue.ts')) && seen.has(resolve('src/eval/html/svg.ts')), 'the walk reaches serving and reports');
   const train = [...seen].filter((f) => f.includes('/src/train/'));
   assert.deepEqual(train, []);
   assert.deepEqual([...packages].filter((p) => p.includes('tensorflow')), []);

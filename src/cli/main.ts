@@ -11,6 +11,7 @@ import { formatClassificationReport, formatConfusionMatrix, metricsToJSON } from
 import { cmdCompare, COMPARE_HELP } from './compare.js';
 import { cmdExport, EXPORT_HELP } from './export.js';
 import { cmdPredict, PREDICT_HELP } from './predict.js';
+import { cmdServe, SERVE_HELP } from './serve.js';
 
 const HELP = `phoneside — is this photo the front of a phone, its back, or neither?
 
@@ -20,6 +21,7 @@ Usage:
   phoneside predict [--model M] PATH...      classify images (files, folders, globs); --format table|jsonl|csv
   phoneside export MODEL --out FILE.onnx     the whole classifier as one ONNX file (with its metadata)
   phoneside compare MODEL... --data DIR      models side by side on the same images (--html, --json)
+  phoneside serve [--model M] [--port 8080]  web service and web page (on-device mode in the browser)
   phoneside backbones                        list the available backbones
   phoneside help [COMMAND]
 
@@ -324,6 +326,7 @@ const VERB_HELP: Record<string, string> = {
   predict: PREDICT_HELP,
   export: EXPORT_HELP,
   compare: COMPARE_HELP,
+  serve: SERVE_HELP,
 };
 
 /** Runs the CLI; returns the exit status. */
@@ -341,6 +344,8 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdExport(rest);
       case 'compare':
         return await cmdCompare(rest);
+      case 'serve':
+        return await cmdServe(rest);
       case 'backbones':
         return cmdBackbones();
       case undefined:

@@ -1,0 +1,168 @@
+/**
+ * The models a server holds: the one `/v1/classify` runs (in worker threads, see pool.ts) and the
+ * on-device one it hands to the browser as a single ONNX file. Both are found like `--model`
+ * everywhere else (a shipped name, a bundle or run folder, or an exported .onnx) and described by
+ * an id, a version and what their bundle's card says.
+ *
+ * Version: `<createdAt date, YYYYMMDD>-<first 12 hex of sha256>`, the digest taken over the
+ * bundle's manifest.json, a NUL byte and its weights.bin (for an exported .onnx: over the file).
+ * It changes exactly when the files that decide the model's answers change.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { buildClassifierOnnx, Classifier } from '../infer/classifier.js';
+import { resolveModelPath, shippedModelPath } from '../infer/load.js';
+import { parseClassifierMetadata, readOnnxMetadata, type ClassifierInfo } from '../infer/onnx-meta.js';
+import { loadBundle, type BundleManifest } from '../model/bundle.js';
+
+/** Validation figures from a bundle's manifest (what its MODEL_CARD.md reports). */
+export interface ModelMetrics {
+  accuracy?: number;
+  macroF1?: number;
+  /** How the figures were measured, e.g. 'stratified 80/20, seed 42 (632 train / 158 validation images)'. */
+  split?: string;
+  /** Row = true class, column = predicted, in `classes` order. */
+  confusion?: number[][];
+  classes?: string[];
+}
+
+export interface LoadedModel {
+  /** Shipped name (`resnet50`), else the bundle folder's or .onnx file's name. */
+  id: string;
+  version: string;
+  info: ClassifierInfo;
+  /** Bundle folder or .onnx file. */
+  path: string;
+  /** The assembled classifier ONNX (a cached file, or bytes when there is no cache). */
+  onnx: { path: string } | { bytes: Uint8Array };
+  metrics: ModelMetrics | null;
+  /** MODEL_CARD.md next to the bundle, if there is one. */
+  card: string | null;
+}
+
+export interface ModelLoadOptions {
+  /** Backbone weights folder for a bundle (else env PHONESIDE_WEIGHTS_* / cache / download). */
+  weights?: string;
+  /** Use the ONNX cache under env.cacheDir (default true). */
+  cache?: boolean;
+}
+
+async function isFile(p: string): Promise<boolean> {
+  return (await stat(p).catch(() => undefined))?.isFile() ?? false;
+}
+
+function versionOf(createdAt: string, digest: string): string {
+  const day = /^\d{4}-\d{2}-\d{2}/.test(createdAt) ? createdAt.slice(0, 10).replace(/-/g, '') : '00000000';
+  return `${day}-${digest.slice(0, 12)}`;
+}
+
+function modelId(requested: string | undefined, path: string): string {
+  if (requested !== undefined && resolve(path) === resolve(shippedModelPath(requested))) return requested;
+  const base = basename(path).replace(/\.onnx$/i, '');
+  return base === 'model' ? basename(dirname(resolve(path))) : base;
+}
+
+const num = (x: unknown): number | undefined => (typeof x === 'number' && Number.isFinite(x) ? x : undefined);
+
+function metricsOf(manifest: BundleManifest | undefined): ModelMetrics | null {
+  const v = manifest?.info?.['validation'];
+  if (typeof v !== 'object' || v === null) return null;
+  const o = v as Record<string, unknown>;
+  const m: ModelMetrics = {};
+  if (num(o['accuracy']) !== undefined) m.accuracy = num(o['accuracy'])!;
+  if (num(o['macroF1']) !== undefined) m.macroF1 = num(o['macroF1'])!;
+  if (typeof o['split'] === 'string') m.split = o['split'];
+  if (Array.isArray(o['confusion'])) m.confusion = o['confusion'] as number[][];
+  if (Array.isArray(o['classes'])) m.classes = o['classes'] as string[];
+  return Object.keys(m).length > 0 ? m : null;
+}
+
+async function hashFiles(paths: string[]): Promise<string> {
+  const h = createHash('sha256');
+  for (const [i, p] of paths.entries()) {
+    if (i > 0) h.update('\0');
+    h.update(await readFile(p));
+  }
+  return h.digest('hex');
+}
+
+async function loadOnnxFile(path: string, id: string): Promise<LoadedModel> {
+  const info = parseClassifierMetadata(await readOnnxMetadata(path), path);
+  const card = join(dirname(path), 'MODEL_CARD.md');
+  return {
+    id,
+    version: versionOf(info.createdAt, await hashFiles([path])),
+    info,
+    path,
+    onnx: { path },
+    metrics: null,
+    card: existsSync(card) ? await readFile(card, 'utf8') : null,
+  };
+}
+
+/** Loads (and assembles, or takes from the cache) the classifier named by `model`. */
+export async function loadModel(model: string | undefined, opts: ModelLoadOptions = {}): Promise<LoadedModel> {
+  const path = resolveModelPath(model);
+  const id = modelId(model, path);
+  if (await isFile(path)) return loadOnnxFile(path, id);
+  // Classifier.load finds the bundle (folder or run/model), and assembles + caches its ONNX.
+  const clf = await Classifier.load(path, { threads: 1, ...(opts.weights ? { weights: opts.weights } : {}), ...(opts.cache === false ? { cache: false } : {}) });
+  try {
+    if (clf.source.kind === 'onnx') return await loadOnnxFile(clf.source.path, id);
+    const dir = clf.source.path;
+    const digest = await hashFiles([join(dir, 'manifest.json'), join(dir, 'weights.bin')]);
+    const onnx = clf.source.cachedOnnx
+      ? { path: clf.source.cachedOnnx }
+      : { bytes: (await buildClassifierOnnx(await loadBundle(dir), { ...(opts.weights ? { weights: opts.weights } : {}), createdAt: clf.info.createdAt })).bytes };
+    const card = join(dir, 'MODEL_CARD.md');
+    return {
+      id,
+      version: versionOf(clf.info.createdAt, digest),
+      info: clf.info,
+      path: dir,
+      onnx,
+      metrics: metricsOf(clf.manifest),
+      card: existsSync(card) ? await readFile(card, 'utf8') : null,
+    };
+  } finally {
+    await clf.dispose();
+  }
+}
+
+/** The model's ONNX as bytes (reads the cached file). */
+export async function onnxBytes(m: LoadedModel): Promise<Uint8Array> {
+  return 'bytes' in m.onnx ? m.onnx.bytes : new Uint8Array(await readFile(m.onnx.path));
+}
+
+/** What `GET /models/device.json` answers: all the browser needs to run the ONNX file. */
+export interface DeviceModelJson {
+  id: string;
+  version: string;
+  classes: string[];
+  /** x = (pixel - mean) / std per channel, pixels 0..255, channels in `channelOrder`, NCHW. */
+  preprocessing: Pick<ClassifierInfo['preprocessing'], 'size' | 'channelOrder' | 'mean' | 'std' | 'resize'>;
+  thresholds: Record<string, number>;
+  temperature: number;
+  /** Where the ONNX file is; its output `output` [N, classes] is already probabilities. */
+  onnx: string;
+  /** Size of the ONNX file in bytes. */
+  bytes: number;
+  sha256: string;
+}
+
+export function deviceJson(m: LoadedModel, bytes: Uint8Array, url: string): DeviceModelJson {
+  const p = m.info.preprocessing;
+  return {
+    id: m.id,
+    version: m.version,
+    classes: m.info.classes,
+    preprocessing: { size: p.size, channelOrder: p.channelOrder, mean: p.mean, std: p.std, resize: p.resize },
+    thresholds: m.info.thresholds,
+    temperature: m.info.temperature,
+    onnx: url,
+    bytes: bytes.length,
+    sha256: createHash('sha256').update(bytes).digest('hex'),
+  };
+}
