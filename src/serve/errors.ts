@@ -79,7 +79,14 @@ interface FrameworkError {
  * Any thrown value -> ApiError. Errors from fastify and @fastify/multipart carry a `code`; anything
  * without an HTTP status is a bug on our side and becomes a generic 500 (its text is logged, not sent).
  */
-export function toApiError(err: unknown, limits: { maxBodyBytes: number; maxFileBytes: number; maxFiles: number }): ApiError {
+/** The size limits an upload is checked against (for the messages of 413/400 errors). */
+export interface UploadLimits {
+  maxBodyBytes: number;
+  maxFileBytes: number;
+  maxFiles: number;
+}
+
+export function toApiError(err: unknown, limits: UploadLimits): ApiError {
   if (err instanceof ApiError) return err;
   const e = (typeof err === 'object' && err !== null ? err : {}) as FrameworkError;
   const mb = (n: number): string => `${(n / 1048576).toFixed(n % 1048576 === 0 ? 0 : 1)} MiB`;

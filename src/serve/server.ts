@@ -2,134 +2,31 @@
  * `phoneside serve`: the HTTP service (fastify). `createServer` loads the models and returns the
  * app ready for `.inject()` or `.listen()`; `startServer` also listens.
  *
- * Request path of POST /v1/classify: API key (onRequest) -> size check on Content-Length ->
- * admission to the inference queue, or 503 at once -> body (multipart files or raw bytes) ->
- * magic-byte check and decode of every image (sharp, with its pixel limit) -> one batched run in an
- * inference worker -> JSON. The whole request is bounded by `timeoutMs` (504).
+ * The classify route is in classify-route.ts; the options and their defaults in config.ts.
  */
-import { timingSafeEqual, createHash } from 'node:crypto';
-import { availableParallelism } from 'node:os';
-import multipart from '@fastify/multipart';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { DEFAULT_MODEL } from '../infer/load.js';
-import { decide } from '../infer/predict.js';
 import { packageVersion } from '../infer/package.js';
 import { webAssets } from '../web/assets.js';
-import { decodeUploads, type Upload } from './decode.js';
+import { keyMatches, presentedKey } from './auth.js';
+import { registerClassifyRoute, type RequestState } from './classify-route.js';
+import { resolveServeConfig, type ServeOptions } from './config.js';
 import { DEFAULT_DEVICE_MODEL, defaultConcurrency } from './defaults.js';
 import { ApiError, errorBody, toApiError } from './errors.js';
-import { Counter, Gauge, Histogram, LATENCY_BUCKETS, Registry } from './metrics.js';
 import { deviceJson, loadModel, onnxBytes, type DeviceModelJson, type LoadedModel } from './models.js';
 import { openApiDocument, renderDocsHtml } from './openapi.js';
 import { startEngine, type InferenceEngine } from './pool.js';
-import { InferenceQueue, QueueClosedError, QueueFullError, type Ticket } from './queue.js';
+import { InferenceQueue } from './queue.js';
+import { createServiceMetrics } from './service-metrics.js';
 import { fresh, registerAssets, SECURITY_HEADERS } from './static.js';
 
-export interface ServeOptions {
-  /** The model `/v1/classify` runs: shipped name, bundle/run folder or .onnx (default `resnet50`). */
-  model?: string;
-  /** The model handed to the browser at /models/device.onnx (default `mobilenet_v2`); false = none. */
-  deviceModel?: string | false;
-  /** Backbone weights folder for `model` (else env PHONESIDE_WEIGHTS_<ID> / cache / download). */
-  weights?: string;
-  /** Backbone weights folder for `deviceModel`. */
-  deviceWeights?: string;
-  /** Default 127.0.0.1. */
-  host?: string;
-  /** Default 8080; 0 picks a free port. */
-  port?: number;
-  /** Required on /v1/* when set (Authorization: Bearer KEY, or X-API-Key: KEY). */
-  apiKey?: string;
-  /** Inference worker threads, each with its own ONNX session (default: 1 per core, at most 4; 0 = in-process). */
-  workers?: number;
-  /** ONNX Runtime intra-op threads per worker (default: cores / workers). */
-  threads?: number;
-  /** Admitted requests allowed to wait beyond those running (default: 2 x cores). */
-  queueSize?: number;
-  /** Limit in ms from a classify request's arrival (upload included) to its answer (default 30000): 504 after it. */
-  timeoutMs?: number;
-  /** Images per request (default 16). */
-  maxFiles?: number;
-  /** Request body in bytes (default 64 MiB). */
-  maxBodyBytes?: number;
-  /** One image in bytes (default 20 MiB). */
-  maxFileBytes?: number;
-  /** Pixels per image, checked from the header before decoding (default 100 M). */
-  maxPixels?: number;
-  /** Use the assembled-ONNX cache under env.cacheDir (default true). */
-  cache?: boolean;
-  /** fastify's request log (pino, JSON lines on stdout); default false. */
-  logger?: boolean;
-  /** For tests: awaited inside the inference slot, before the model runs. */
-  testHooks?: { beforeInference?: () => Promise<void> };
-}
-
-const MiB = 1048576;
-
-interface RequestState {
-  ticket?: Ticket;
-  abort: AbortController;
-  timer?: NodeJS.Timeout;
-  started: number;
-  errorCode?: string;
-}
+export type { ServeOptions } from './config.js';
 
 type DeviceState = { kind: 'none' } | { kind: 'error'; message: string } | { kind: 'ready'; model: LoadedModel; bytes: Uint8Array; json: DeviceModelJson };
 
-function positiveInt(name: string, v: number | undefined, dflt: number, min = 1): number {
-  const x = v ?? dflt;
-  if (!Number.isInteger(x) || x < min) throw new RangeError(`${name} must be an integer >= ${min}, got ${x}`);
-  return x;
-}
-
-/** Constant-time comparison of the presented key with the configured one. */
-function keyMatches(presented: string, expected: string): boolean {
-  const a = createHash('sha256').update(presented).digest();
-  const b = createHash('sha256').update(expected).digest();
-  return timingSafeEqual(a, b);
-}
-
-function presentedKey(req: FastifyRequest): string | undefined {
-  const auth = req.headers.authorization;
-  if (typeof auth === 'string' && /^bearer\s+/i.test(auth)) return auth.replace(/^bearer\s+/i, '').trim();
-  const x = req.headers['x-api-key'];
-  return typeof x === 'string' ? x : undefined;
-}
-
-/** Rejects with the signal's reason when it aborts first. */
-function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
-}
-
-const round = (x: number, d: number): number => Number(x.toFixed(d));
-
 export async function createServer(opts: ServeOptions = {}): Promise<FastifyInstance> {
-  const dflt = defaultConcurrency();
-  const workers = positiveInt('workers', opts.workers, dflt.workers, 0);
-  const threads = positiveInt('threads', opts.threads, workers === 0 ? availableParallelism() : Math.max(1, Math.floor(availableParallelism() / workers)));
-  const queueSize = positiveInt('queueSize', opts.queueSize, dflt.queueSize, 0);
-  const timeoutMs = positiveInt('timeoutMs', opts.timeoutMs, 30_000);
-  const maxFiles = positiveInt('maxFiles', opts.maxFiles, 16);
-  const maxBodyBytes = positiveInt('maxBodyBytes', opts.maxBodyBytes, 64 * MiB);
-  const maxFileBytes = Math.min(positiveInt('maxFileBytes', opts.maxFileBytes, 20 * MiB), maxBodyBytes);
-  const maxPixels = positiveInt('maxPixels', opts.maxPixels, 100_000_000);
-  const limits = { maxBodyBytes, maxFileBytes, maxFiles };
-  const rawLimits = { ...limits, maxBodyBytes: maxFileBytes }; // a raw body is one image
-  const apiKey = opts.apiKey !== undefined && opts.apiKey !== '' ? opts.apiKey : undefined;
+  const cfg = resolveServeConfig(opts);
+  const { workers, threads, queueSize, timeoutMs, maxFiles, maxBodyBytes, maxFileBytes, maxPixels, apiKey } = cfg;
   const loadOpts = (weights: string | undefined): { weights?: string; cache?: boolean } => ({
     ...(weights ? { weights } : {}),
     ...(opts.cache === false ? { cache: false } : {}),
@@ -176,28 +73,8 @@ export async function createServer(opts: ServeOptions = {}): Promise<FastifyInst
       },
     });
 
-    // --- metrics -------------------------------------------------------------------------------
-    const registry = new Registry();
-    const requests = registry.add(new Counter('phoneside_http_requests_total', 'HTTP requests by route, method and status.'));
-    const errors = registry.add(new Counter('phoneside_http_errors_total', 'HTTP error responses by route and error code.'));
-    const latency = registry.add(new Histogram('phoneside_http_request_duration_seconds', 'Time from request to response, by route.', LATENCY_BUCKETS));
-    const inferSeconds = registry.add(new Histogram('phoneside_inference_duration_seconds', 'Time of one inference run (one request batch), in the worker.', LATENCY_BUCKETS));
-    const images = registry.add(new Counter('phoneside_images_classified_total', 'Images classified, by label.'));
-    const rejected = registry.add(new Counter('phoneside_queue_rejected_total', 'Requests answered 503 because the inference queue was full.'));
-    const timeouts = registry.add(new Counter('phoneside_timeouts_total', 'Requests answered 504 after the per-request timeout.'));
-    rejected.inc({}, 0);
-    timeouts.inc({}, 0);
-    registry.add(new Gauge('phoneside_queue_depth', 'Admitted classify requests not yet running (decoding or waiting for a slot).', () => queue.depth));
-    registry.add(new Gauge('phoneside_inference_running', 'Inference runs in progress.', () => queue.running));
-    registry.add(new Gauge('phoneside_queue_capacity', 'Requests that may wait beyond the running ones before 503.', () => queue.capacity));
-    registry.add(new Gauge('phoneside_inference_slots', 'Inference runs allowed at once (worker threads).', () => queue.concurrency));
-    registry.add(
-      new Gauge('phoneside_model_info', 'Loaded models (value 1).', () => [
-        [{ role: 'server', id: model.id, version: model.version }, 1],
-        ...(device.kind === 'ready' ? ([[{ role: 'device', id: device.model.id, version: device.model.version }, 1]] as [Record<string, string>, number][]) : []),
-      ]),
-    );
-    registry.add(new Gauge('process_resident_memory_bytes', 'Resident memory of the process.', () => process.memoryUsage.rss()));
+    const metrics = createServiceMetrics(queue, model, device.kind === 'ready' ? device.model : undefined);
+    const { registry, requests, errors, latency } = metrics;
 
     const state = new WeakMap<FastifyRequest, RequestState>();
 
@@ -211,7 +88,7 @@ export async function createServer(opts: ServeOptions = {}): Promise<FastifyInst
 
     app.setErrorHandler((err, req, reply) => {
       const onRaw = req.routeOptions.url === '/v1/classify' && !req.isMultipart();
-      const e = toApiError(err, onRaw ? rawLimits : limits);
+      const e = toApiError(err, onRaw ? cfg.rawLimits : cfg.limits);
       if (e.status >= 500) req.log.error({ err }, 'request failed');
       return sendError(req, reply, e);
     });
@@ -249,87 +126,7 @@ export async function createServer(opts: ServeOptions = {}): Promise<FastifyInst
     });
 
     // --- classify --------------------------------------------------------------------------------
-    await app.register(async (scope) => {
-      // Only this route takes a body: multipart, or anything else as raw bytes (the type is sniffed).
-      scope.removeAllContentTypeParsers();
-      await scope.register(multipart, {
-        limits: { fileSize: maxFileBytes, files: maxFiles, fields: 16, fieldSize: 4096, parts: maxFiles + 16, headerPairs: 64 },
-      });
-      scope.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: maxFileBytes }, (_req, body, done) => done(null, body));
-
-      scope.post<{ Querystring: { minConfidence?: number } }>(
-        '/v1/classify',
-        {
-          schema: { querystring: { type: 'object', properties: { minConfidence: { type: 'number', minimum: 0, maximum: 1 } }, additionalProperties: false } },
-          onRequest: async (req, reply) => {
-            const len = Number(req.headers['content-length']);
-            const multi = /^multipart\/form-data/i.test(req.headers['content-type'] ?? '');
-            const limit = multi ? maxBodyBytes : maxFileBytes;
-            if (Number.isFinite(len) && len > limit) throw toApiError({ code: 'FST_ERR_CTP_BODY_TOO_LARGE' }, { ...limits, maxBodyBytes: limit });
-            const st: RequestState = { abort: new AbortController(), started: performance.now() };
-            state.set(req, st);
-            try {
-              st.ticket = queue.admit();
-            } catch (err) {
-              if (err instanceof QueueFullError) {
-                rejected.inc();
-                throw new ApiError(503, 'busy', 'server busy: the inference queue is full; retry later', undefined, { 'retry-after': String(err.retryAfterSeconds) });
-              }
-              if (err instanceof QueueClosedError) throw new ApiError(503, 'shutting_down', 'server is shutting down');
-              throw err;
-            }
-            st.timer = setTimeout(() => st.abort.abort(new ApiError(504, 'timeout', `request took longer than ${timeoutMs} ms`)), timeoutMs);
-            // A client that goes away stops waiting for a slot (a running inference finishes regardless).
-            reply.raw.once('close', () => {
-              if (!reply.raw.writableFinished) st.abort.abort(new ApiError(499, 'client_closed', 'client closed the connection'));
-              clearTimeout(st.timer);
-              st.ticket?.release();
-            });
-          },
-        },
-        async (req, reply) => {
-          const st = state.get(req)!;
-          const minConfidence = req.query.minConfidence ?? 0;
-          try {
-            const uploads = await untilAborted(readUploads(req, maxBodyBytes), st.abort.signal);
-            const decoded = await untilAborted(decodeUploads(uploads, pre, maxPixels), st.abort.signal);
-            let inferMs = 0;
-            const probs = await untilAborted(
-              st.ticket!.run(async () => {
-                await opts.testHooks?.beforeInference?.();
-                const t0 = performance.now();
-                const p = await engine.run(decoded.input, decoded.count);
-                inferMs = performance.now() - t0;
-                inferSeconds.observe(inferMs / 1000);
-                return p;
-              }, st.abort.signal),
-              st.abort.signal,
-            );
-            const k = classes.length;
-            const results = uploads.map((u, i) => {
-              const d = decide(classes, Array.from(probs.subarray(i * k, (i + 1) * k)), minConfidence, model.info.thresholds);
-              images.inc({ label: d.label! });
-              return {
-                filename: u.filename,
-                label: d.label!,
-                predicted: d.top!,
-                confidence: round(d.confidence!, 6),
-                probabilities: Object.fromEntries(Object.entries(d.probabilities!).map(([c, p]) => [c, round(p, 6)])),
-                ms: round(decoded.decodeMs[i]! + inferMs / uploads.length, 1),
-              };
-            });
-            return reply.send({ model: { id: model.id, version: model.version }, results, ms: round(performance.now() - st.started, 1) });
-          } catch (err) {
-            if (err instanceof ApiError && err.code === 'timeout') timeouts.inc();
-            throw err;
-          } finally {
-            // Now, not in onResponse: a client that gets its answer may send its next request
-            // before onResponse runs, and must find the place free.
-            st.ticket?.release();
-          }
-        },
-      );
-    });
+    await registerClassifyRoute(app, { cfg, model, engine, queue, metrics, state, testHooks: opts.testHooks });
 
     // --- models, health, metrics, docs -----------------------------------------------------------
     const describe = (m: LoadedModel, role: 'server' | 'device'): Record<string, unknown> => ({
@@ -410,30 +207,6 @@ export async function createServer(opts: ServeOptions = {}): Promise<FastifyInst
     await engine.close();
     throw err;
   }
-}
-
-/** Reads the request's images: multipart file parts, or the raw body as one image. */
-async function readUploads(req: FastifyRequest, maxBodyBytes: number): Promise<Upload[]> {
-  const uploads: Upload[] = [];
-  if (req.isMultipart()) {
-    let total = 0;
-    for await (const part of req.parts()) {
-      if (part.type !== 'file') continue; // other fields are ignored
-      const bytes = await part.toBuffer();
-      total += bytes.length;
-      if (total > maxBodyBytes) throw toApiError({ code: 'FST_ERR_CTP_BODY_TOO_LARGE' }, { maxBodyBytes, maxFileBytes: 0, maxFiles: 0 });
-      const n = uploads.length + 1;
-      const filename = part.filename !== undefined && part.filename !== '' ? part.filename : null;
-      uploads.push({ filename, label: filename ?? `file #${n}`, bytes });
-    }
-    if (uploads.length === 0) throw new ApiError(400, 'no_image', 'the multipart body holds no file: send images as file fields (e.g. -F file=@photo.jpg)');
-    return uploads;
-  }
-  const body = req.body;
-  if (!Buffer.isBuffer(body) || body.length === 0) {
-    throw new ApiError(400, 'no_image', 'no image in the request: send it as the raw body (--data-binary @photo.jpg) or as multipart file fields');
-  }
-  return [{ filename: null, label: 'body', bytes: body }];
 }
 
 /** What a server runs, for start-up messages. */
