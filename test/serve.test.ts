@@ -17,6 +17,7 @@ import sharp from 'sharp';
 import { loadForModel } from '../src/data/image.js';
 import { Classifier } from '../src/infer/classifier.js';
 import { shippedModelPath } from '../src/infer/load.js';
+import { env } from '../src/env.js';
 import { cmdServe } from '../src/cli/serve.js';
 import { createServer, startServer, type ServeOptions } from '../src/serve/server.js';
 import { sniffImage } from '../src/serve/sniff.js';
@@ -458,6 +459,26 @@ describe('serve: API on the fixture model', { skip }, () => {
       for (const c of CLASSES) assert.ok(Math.abs(a.results[0]!.probabilities[c]! - b.results[0]!.probabilities[c]!) < 1e-5);
     } finally {
       await local.close();
+    }
+  });
+
+  test('an on-device model that cannot load (offline, no weights) costs the page its device mode, not the API', async () => {
+    const saved = { offline: env.offline, cacheDir: env.cacheDir, weightsDir: { ...env.weightsDir } };
+    env.offline = true;
+    env.cacheDir = join(dir, 'empty-cache');
+    env.weightsDir = {};
+    const local = await createServer({ ...base(), deviceModel: shippedModelPath('mobilenet_v2'), deviceWeights: undefined, workers: 0 });
+    try {
+      const e = assertError(await local.inject({ url: '/models/device.json' }), 503, 'device_model_unavailable');
+      assert.match(e.message, /offline/);
+      assert.match(e.message, /--device-weights/, 'the hint names the flag of serve');
+      assertError(await local.inject({ url: '/models/device.onnx' }), 503, 'device_model_unavailable');
+      assert.match((await local.inject({ url: '/v1/models' })).json().deviceModelError, /offline/);
+      const ok = await local.inject({ method: 'POST', url: '/v1/classify', payload: jpegs[0] });
+      assert.equal(ok.statusCode, 200);
+    } finally {
+      await local.close();
+      Object.assign(env, saved);
     }
   });
 

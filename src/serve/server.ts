@@ -42,7 +42,9 @@ export async function createServer(opts: ServeOptions = {}): Promise<FastifyInst
       device = { kind: 'ready', model: m, bytes, json: deviceJson(m, bytes, '/models/device.onnx') };
     } catch (err) {
       // The API works without it; the page reports the message in its on-device mode.
-      device = { kind: 'error', message: err instanceof Error ? err.message : String(err) };
+      const message = err instanceof Error ? err.message : String(err);
+      // The weights layer speaks of --weights; for serve the device model's flag is --device-weights.
+      device = { kind: 'error', message: message.replace(/pass --weights\b/g, 'pass --device-weights') };
     }
   }
   const pre = model.info.preprocessing;
