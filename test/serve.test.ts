@@ -675,3 +675,30 @@ describe('serve: the shipped models', { skip }, () => {
     assert.ok(right >= (2 * files.length) / 3, `${right} of ${files.length} right`);
   });
 });
+
+describe('serve: inference workers', { skip }, () => {
+  test('a worker that dies mid-run fails only its own job, and a fresh worker takes its place', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'phoneside-pool-'));
+    const { exportClassifier } = await import('../src/infer/export.js');
+    const { startEngine } = await import('../src/serve/pool.js');
+    const onnxPath = join(dir, 'model.onnx');
+    await exportClassifier(await makeBundle(join(dir, 'fixture')), onnxPath, { weights: MOBILENET });
+    const engine = await startEngine({ model: { path: onnxPath }, size: 224, classes: 3, workers: 1, threads: 1 });
+    try {
+      const input = new Float32Array(3 * 224 * 224).fill(0.1);
+      const before = await engine.run(input.slice(), 1);
+      // Kill the only worker while it runs a job (reaching into the pool, as a crash would).
+      const slots = (engine as unknown as { slots: { worker: { terminate(): Promise<number> } }[] }).slots;
+      assert.equal(slots.length, 1);
+      const running = engine.run(input.slice(), 1);
+      await slots[0]!.worker.terminate();
+      await assert.rejects(running, /inference worker stopped/);
+      // The replacement loads the model and answers the same.
+      const after = await engine.run(input.slice(), 1);
+      for (let i = 0; i < 3; i++) assert.ok(Math.abs(after[i]! - before[i]!) < 1e-6);
+    } finally {
+      await engine.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
