@@ -3,20 +3,7 @@ import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { registerTrainingGradients, TRAINING_GRADIENT_KERNELS } from '../src/train/kernels/gradients.js';
-
-/** Deterministic data in [lo, hi) (mulberry32). */
-function data(n: number, seed: number, lo = -1, hi = 1): Float32Array {
-  let a = seed >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = lo + (((t ^ (t >>> 14)) >>> 0) / 4294967296) * (hi - lo);
-  }
-  return out;
-}
+import { seededData } from './helpers/numeric.js';
 
 /** Keeps values at least `gap` away from each kink so finite differences stay on one side. */
 function awayFrom(v: Float32Array, kinks: number[], gap = 0.05): Float32Array {
@@ -33,7 +20,7 @@ interface Input {
 
 const inp = (shape: number[], seed: number, lo = -1, hi = 1): Input => ({
   shape,
-  values: data(shape.reduce((a, b) => a * b, 1), seed, lo, hi),
+  values: seededData(shape.reduce((a, b) => a * b, 1), seed, lo, hi),
 });
 
 /**
@@ -42,7 +29,7 @@ const inp = (shape: number[], seed: number, lo = -1, hi = 1): Input => ({
  */
 function checkGrad(name: string, f: (...xs: tf.Tensor[]) => tf.Tensor, inputs: Input[], eps = 1e-2, tol = 2e-2): void {
   const shapeOut = tf.tidy(() => f(...inputs.map((i) => tf.tensor(i.values, i.shape))).shape);
-  const r = data(shapeOut.reduce((a, b) => a * b, 1), 999, 0.5, 1.5);
+  const r = seededData(shapeOut.reduce((a, b) => a * b, 1), 999, 0.5, 1.5);
   const loss = (vals: Float32Array[]): number =>
     tf.tidy(() => tf.sum(tf.mul(f(...vals.map((v, i) => tf.tensor(v, inputs[i]!.shape))), tf.tensor(r, shapeOut))).dataSync()[0]!);
   const analytic = tf.tidy(() =>
@@ -94,7 +81,7 @@ describe('training gradients', () => {
     checkGrad('mul', (x, y) => tf.mul(x!, y!), [a, b]);
     checkGrad('div', (x, y) => tf.div(x!, y!), [a, inp([3], 3, 0.5, 1.5)]);
     checkGrad('squaredDifference', (x, y) => tf.squaredDifference(x!, y!), [a, b]);
-    const m = { shape: [2, 3], values: awayFrom(data(6, 4), [0]) };
+    const m = { shape: [2, 3], values: awayFrom(seededData(6, 4), [0]) };
     checkGrad('maximum scalar', (x) => tf.maximum(x!, 0), [m]);
     const p = { shape: [4], values: Float32Array.from([0.1, 1.5, 0.7, 2.0]) };
     const q = { shape: [4], values: Float32Array.from([1.0, 0.3, 1.2, 0.5]) };
@@ -116,7 +103,7 @@ describe('training gradients', () => {
     checkGrad('sigmoid', (t) => tf.sigmoid(t!), [x]);
     checkGrad('tanh', (t) => tf.tanh(t!), [x]);
     checkGrad('cast', (t) => tf.cast(t!, 'float32'), [x]);
-    const kinked = { shape: [3, 4], values: awayFrom(data(12, 13, -2, 8), [0, 6]) };
+    const kinked = { shape: [3, 4], values: awayFrom(seededData(12, 13, -2, 8), [0, 6]) };
     checkGrad('abs', (t) => tf.abs(t!), [kinked]);
     checkGrad('relu', (t) => tf.relu(t!), [kinked]);
     checkGrad('relu6', (t) => tf.relu6(t!), [kinked]);

@@ -18,6 +18,7 @@ import { OnnxGraphBuilder, float } from '../src/onnx/builder.js';
 import { buildTrunkModel } from '../src/onnx/from-graph.js';
 import { createGraphModule } from '../src/model/graph-tfjs.js';
 import { createRng, type Rng } from '../src/util/rng.js';
+import { relErr } from './helpers/numeric.js';
 
 const { onnx } = onnxProto;
 
@@ -155,19 +156,6 @@ function runTfjs(graph: LayerGraph, nhwc: Float32Array, dims: number[]): { data:
   }
 }
 
-/** max |a - b| relative to max |b|. */
-function relErr(a: Float32Array, b: Float32Array): number {
-  assert.equal(a.length, b.length);
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < a.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
-    scale = Math.max(scale, Math.abs(b[i]!));
-  }
-  assert.ok(scale > 1e-3, 'reference output is ~all zeros; the case tests nothing');
-  return diff / scale;
-}
-
 /** Runs `graph` through ONNX Runtime (folded and unfolded BN) and tfjs; asserts they agree. */
 async function assertAgree(graph: LayerGraph, seed: number, batch = 2): Promise<void> {
   const [h, w, c] = inferShapes(graph).get(graph.input) as [number, number, number];
@@ -177,7 +165,7 @@ async function assertAgree(graph: LayerGraph, seed: number, batch = 2): Promise<
   for (const foldBatchNorm of [true, false]) {
     const got = await runOnnx(buildTrunkModel(graph, { foldBatchNorm }), nhwcToNchw(x, nhwcDims), [batch, c, h, w]);
     assert.deepEqual([...got.dims], ref.dims, `output dims (fold=${foldBatchNorm})`);
-    const err = relErr(got.data, ref.data);
+    const err = relErr(got.data, ref.data, 1e-3);
     assert.ok(err <= 1e-4, `ORT vs tfjs relative error ${err.toExponential(2)} (fold=${foldBatchNorm})`);
   }
 }
@@ -324,7 +312,7 @@ describe('ONNX emitter vs tfjs GraphModule', () => {
     const ref = runTfjs(graph, x, [1, 7, 7, 2]);
     const got = await runOnnx(buildTrunkModel(graph, { outputLayout: 'NCHW' }), nhwcToNchw(x, [1, 7, 7, 2]), [1, 2, 7, 7]);
     assert.deepEqual([...got.dims], [1, 3, 5, 5]);
-    assert.ok(relErr(got.data, nhwcToNchw(ref.data, [1, 5, 5, 3])) <= 1e-4);
+    assert.ok(relErr(got.data, nhwcToNchw(ref.data, [1, 5, 5, 3]), 1e-3) <= 1e-4);
   });
 
   test('a graph cut in the middle with sliceGraph: trunk (ONNX) then top (tfjs or ONNX) equals the whole', async () => {
@@ -347,9 +335,9 @@ describe('ONNX emitter vs tfjs GraphModule', () => {
     const feat = await runOnnx(buildTrunkModel(trunk), nhwcToNchw(input, dims), [2, 3, 15, 15]);
     const featDims = [2, ...cutShape];
     assert.deepEqual([...feat.dims], featDims);
-    assert.ok(relErr(runTfjs(top, feat.data, featDims).data, ref.data) <= 1e-4, 'ONNX trunk + tfjs top');
+    assert.ok(relErr(runTfjs(top, feat.data, featDims).data, ref.data, 1e-3) <= 1e-4, 'ONNX trunk + tfjs top');
     const topOnnx = await runOnnx(buildTrunkModel(top), nhwcToNchw(feat.data, featDims), [2, cutShape[2], cutShape[0], cutShape[1]]);
-    assert.ok(relErr(topOnnx.data, ref.data) <= 1e-4, 'ONNX trunk + ONNX top');
+    assert.ok(relErr(topOnnx.data, ref.data, 1e-3) <= 1e-4, 'ONNX trunk + ONNX top');
   });
 });
 

@@ -4,38 +4,12 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import { registerWasmGradientKernels } from '../src/train/kernels/wasm-gradients.js';
+import { relErr, seededData } from './helpers/numeric.js';
 
 type Backend = 'cpu' | 'wasm';
 type Pad = 'valid' | 'same' | number | [[number, number], [number, number], [number, number], [number, number]];
 
-/** Deterministic uniform(-1, 1) data (mulberry32), so both backends see identical inputs. */
-function randomData(n: number, seed: number): Float32Array {
-  let a = seed >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
-  }
-  return out;
-}
-
 const size = (shape: number[]): number => shape.reduce((a, b) => a * b, 1);
-
-/** max |a - b| / max(|b|), the reference b being the cpu result. */
-function relErr(a: Float32Array, b: Float32Array): number {
-  assert.equal(a.length, b.length);
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < a.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
-    scale = Math.max(scale, Math.abs(b[i]!));
-  }
-  assert.ok(scale > 0, 'reference gradient is all zeros; the case tests nothing');
-  return diff / scale;
-}
 
 /** Runs `fn` on a backend and copies every output back to JS memory. */
 async function onBackend(backend: Backend, fn: () => tf.Tensor[]): Promise<Float32Array[]> {
@@ -66,8 +40,8 @@ function describeCase(c: Case): string {
 function convGrads(c: Case, depthwise: boolean, seed: number): () => tf.Tensor[] {
   const xShape = [c.B, c.H, c.W, c.Ci];
   const wShape = [c.k, c.k, c.Ci, c.out];
-  const xData = randomData(size(xShape), seed);
-  const wData = randomData(size(wShape), seed + 1);
+  const xData = seededData(size(xShape), seed);
+  const wData = seededData(size(wShape), seed + 1);
   const op = (x: tf.Tensor4D, w: tf.Tensor4D): tf.Tensor4D =>
     depthwise
       ? tf.depthwiseConv2d(x, w, c.s, c.pad as 'same')
@@ -76,7 +50,7 @@ function convGrads(c: Case, depthwise: boolean, seed: number): () => tf.Tensor[]
     const x = tf.tensor4d(xData, xShape as [number, number, number, number]);
     const w = tf.tensor4d(wData, wShape as [number, number, number, number]);
     const yShape = op(x, w).shape;
-    const r = tf.tensor(randomData(size(yShape), seed + 2), yShape);
+    const r = tf.tensor(seededData(size(yShape), seed + 2), yShape);
     const g = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(op(a as tf.Tensor4D, b as tf.Tensor4D), r)));
     return g([x, w]);
   };
@@ -141,12 +115,12 @@ function smallNetGrads(): tf.Tensor[] {
     ['d2', [5, 3]],
     ['b2', [3]],
   ];
-  const vars = names.map(([n, shape], i) => tf.variable(tf.tensor(randomData(size(shape), 100 + i), shape), true, n));
+  const vars = names.map(([n, shape], i) => tf.variable(tf.tensor(seededData(size(shape), 100 + i), shape), true, n));
   const v = <T extends tf.Tensor>(n: string): T => vars[names.findIndex(([m]) => m === n)]! as unknown as T;
-  const x = tf.tensor4d(randomData(2 * 9 * 9 * 4, 7), [2, 9, 9, 4]);
+  const x = tf.tensor4d(seededData(2 * 9 * 9 * 4, 7), [2, 9, 9, 4]);
   const labels = tf.oneHot(tf.tensor1d([0, 2], 'int32'), 3);
-  const mean = tf.mul<tf.Tensor1D>(tf.tensor1d(randomData(8, 8)), 0.1);
-  const variance = tf.add<tf.Tensor1D>(tf.abs(tf.tensor1d(randomData(8, 9))), 0.5);
+  const mean = tf.mul<tf.Tensor1D>(tf.tensor1d(seededData(8, 8)), 0.1);
+  const variance = tf.add<tf.Tensor1D>(tf.abs(tf.tensor1d(seededData(8, 9))), 0.5);
   const { grads, value } = tf.variableGrads(() => {
     // Fused conv with a non-linear activation: tfjs records the unfused ops while taping.
     let h: tf.Tensor4D = tf.fused.conv2d({ x, filter: v<tf.Tensor4D>('c1'), strides: 2, pad: 'same', bias: v('c1b'), activation: 'relu6' });

@@ -9,7 +9,7 @@ import { env } from '../env.js';
 import { compareModels } from '../eval/compare.js';
 import { formatComparisonTable } from '../eval/compare-format.js';
 import { reportToJSON } from '../eval/evaluation-report.js';
-import { CommandUsageError, isUsageError, type CliIO } from './predict.js';
+import { CommandUsageError, intOpt, isUsageError, usage, type CliIO } from './options.js';
 
 export const COMPARE_HELP = `phoneside compare MODEL [MODEL...] --data DIR [options]
 
@@ -29,13 +29,6 @@ parameters, size on disk, single-image latency and batched throughput.
                          mobilenet_v2_0.35=../weights), a bare PATH for every model; repeatable
   --cache-dir DIR, --offline
 `;
-
-function positiveInt(v: unknown, name: string): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (typeof v !== 'string' || !Number.isInteger(n) || n < 1) throw new CommandUsageError(`--${name} must be a positive integer, got '${String(v)}'`);
-  return n;
-}
 
 export async function cmdCompare(args: string[], io: CliIO = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
   let parsed;
@@ -74,9 +67,9 @@ export async function cmdCompare(args: string[], io: CliIO = { stdout: process.s
       else if (shared === undefined) shared = w;
       else throw new CommandUsageError('only one bare --weights PATH may be given; use ID=PATH for each backbone');
     }
-    const latencyRuns = positiveInt(v['latency-runs'], 'latency-runs');
-    const batchSize = positiveInt(v['batch-size'], 'batch-size');
-    const threads = positiveInt(v.threads, 'threads');
+    const latencyRuns = intOpt(v, 'latency-runs', 1);
+    const batchSize = intOpt(v, 'batch-size', 1);
+    const threads = intOpt(v, 'threads', 1);
     opts = {
       ...(v.subset ? { subset: v.subset } : {}),
       ...(latencyRuns ? { latencyRuns } : {}),
@@ -87,8 +80,7 @@ export async function cmdCompare(args: string[], io: CliIO = { stdout: process.s
     };
   } catch (err) {
     if (isUsageError(err)) {
-      io.stderr.write(`phoneside: ${err.message}\nRun 'phoneside compare --help' for usage.\n`);
-      return 2;
+      return usage(io, err, 'compare');
     }
     throw err;
   }

@@ -5,7 +5,7 @@
 import { parseArgs } from 'node:util';
 import { env } from '../env.js';
 import { exportClassifier } from '../infer/export.js';
-import { CommandUsageError, isUsageError, type CliIO } from './predict.js';
+import { CommandUsageError, isUsageError, usage, type CliIO } from './options.js';
 
 export const EXPORT_HELP = `phoneside export MODEL --out FILE.onnx [options]
 
@@ -46,8 +46,7 @@ export async function cmdExport(args: string[], io: CliIO = { stdout: process.st
     out = v['out'];
   } catch (err) {
     if (isUsageError(err)) {
-      io.stderr.write(`phoneside: ${err.message}\nRun 'phoneside export --help' for usage.\n`);
-      return 2;
+      return usage(io, err, 'export');
     }
     throw err;
   }

@@ -10,6 +10,7 @@ import { reportToJSON } from '../eval/evaluation-report.js';
 import { formatClassificationReport, formatConfusionMatrix, metricsToJSON } from '../eval/report.js';
 import { cmdCompare, COMPARE_HELP } from './compare.js';
 import { cmdExport, EXPORT_HELP } from './export.js';
+import { CommandUsageError, intOpt, isUsageError, numberOpt } from './options.js';
 import { cmdPredict, PREDICT_HELP } from './predict.js';
 import { cmdServe, SERVE_HELP } from './serve.js';
 
@@ -100,36 +101,23 @@ const COMMON = {
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
 
-function num(v: Values, name: string): number | undefined {
-  const s = v[name];
-  if (s === undefined) return undefined;
-  const n = Number(s);
-  if (typeof s !== 'string' || s.trim() === '' || !Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got '${String(s)}'`);
-  return n;
-}
-
-function int(v: Values, name: string, min = 0): number | undefined {
-  const n = num(v, name);
-  if (n !== undefined && (!Number.isInteger(n) || n < min)) throw new UsageError(`--${name} must be an integer >= ${min}, got ${n}`);
-  return n;
-}
+const num = (v: Values, name: string): number | undefined => numberOpt(v, name);
+const int = (v: Values, name: string, min = 0): number | undefined => intOpt(v, name, min);
 
 function list(v: Values, name: string): number[] | undefined {
   const s = v[name];
   if (typeof s !== 'string') return undefined;
   const parts = s.split(',').map((p) => Number(p.trim()));
-  if (parts.some((p) => !Number.isFinite(p))) throw new UsageError(`--${name} must be comma-separated numbers, got '${s}'`);
+  if (parts.some((p) => !Number.isFinite(p))) throw new CommandUsageError(`--${name} must be comma-separated numbers, got '${s}'`);
   return parts;
 }
 
 function choice<T extends string>(v: Values, name: string, allowed: readonly T[]): T | undefined {
   const s = v[name];
   if (s === undefined) return undefined;
-  if (!allowed.includes(s as T)) throw new UsageError(`--${name} must be one of ${allowed.join(', ')}, got '${String(s)}'`);
+  if (!allowed.includes(s as T)) throw new CommandUsageError(`--${name} must be one of ${allowed.join(', ')}, got '${String(s)}'`);
   return s as T;
 }
-
-export class UsageError extends Error {}
 
 function applyCommon(v: Values): void {
   if (typeof v['cache-dir'] === 'string') env.cacheDir = v['cache-dir'];
@@ -183,11 +171,11 @@ async function cmdTrain(args: string[]): Promise<number> {
     process.stdout.write(TRAIN_HELP);
     return 0;
   }
-  if (positionals.length !== 1) throw new UsageError('train takes exactly one DATA_DIR (see phoneside help train)');
+  if (positionals.length !== 1) throw new CommandUsageError('train takes exactly one DATA_DIR (see phoneside help train)');
   applyCommon(v);
   const headUnits = list(v, 'head-units');
   if (headUnits && (headUnits.length !== 2 || headUnits.some((u) => !Number.isInteger(u) || u < 1))) {
-    throw new UsageError('--head-units takes two positive integers, e.g. 512,128');
+    throw new CommandUsageError('--head-units takes two positive integers, e.g. 512,128');
   }
   const { train } = await import('../train/train.js');
   const { IDENTITY_AUGMENT } = await import('../data/augment.js');
@@ -276,8 +264,8 @@ async function cmdEvaluate(args: string[]): Promise<number> {
     process.stdout.write(EVALUATE_HELP);
     return 0;
   }
-  if (positionals.length !== 2) throw new UsageError('evaluate takes MODEL and DATA_DIR (see phoneside help evaluate)');
-  if (v.html === '') throw new UsageError('--html needs a file name');
+  if (positionals.length !== 2) throw new CommandUsageError('evaluate takes MODEL and DATA_DIR (see phoneside help evaluate)');
+  if (v.html === '') throw new CommandUsageError('--html needs a file name');
   const digits = int(v, 'digits') ?? 4;
   const galleryLimit = int(v, 'gallery-limit');
   applyCommon(v);
@@ -355,11 +343,11 @@ export async function main(argv: string[]): Promise<number> {
         process.stdout.write(VERB_HELP[rest[0] ?? ''] ?? HELP);
         return 0;
       default:
-        throw new UsageError(`unknown command '${verb}'`);
+        throw new CommandUsageError(`unknown command '${verb}'`);
     }
   } catch (err) {
-    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`phoneside: ${(err as Error).message}\nRun 'phoneside help' for usage.\n`);
+    if (isUsageError(err)) {
+      process.stderr.write(`phoneside: ${err.message}\nRun 'phoneside help' for usage.\n`);
       return 2;
     }
     process.stderr.write(`phoneside: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -9,7 +9,8 @@ import type { Classifier } from '../infer/classifier.js';
 import { expandInputs } from '../infer/inputs.js';
 import { loadClassifier, NoDefaultModelError } from '../infer/load.js';
 import { errorRow, predictFiles, UNCERTAIN, type PredictionRow } from '../infer/predict.js';
-import { ProgressBar, type ProgressStream } from '../util/progress.js';
+import { ProgressBar } from '../util/progress.js';
+import { CommandUsageError, isUsageError, numberOpt, usage, type CliIO } from './options.js';
 
 export const PREDICT_HELP = `phoneside predict [--model MODEL] PATH...
 
@@ -28,25 +29,7 @@ probability per class, milliseconds; then a summary.
 Exit status: 0 when every image was classified, 1 when any failed, 2 for usage errors.
 `;
 
-/** Where the command writes; process.stdout / process.stderr by default (tests pass fakes). */
-export interface CliIO {
-  stdout: ProgressStream;
-  stderr: ProgressStream;
-}
-
 type Format = 'table' | 'jsonl' | 'csv';
-
-/** A mistake in the command line (exit status 2). */
-export class CommandUsageError extends Error {}
-
-function usage(io: CliIO, err: Error, verb: string): number {
-  io.stderr.write(`phoneside: ${err.message}\nRun 'phoneside ${verb} --help' for usage.\n`);
-  return 2;
-}
-
-export function isUsageError(err: unknown): err is Error {
-  return err instanceof CommandUsageError || (err instanceof Error && (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true);
-}
 
 const round = (x: number, digits: number): number => Number(x.toFixed(digits));
 
@@ -158,14 +141,6 @@ function parse(args: string[]): { v: Record<string, string | boolean | undefined
     },
   });
   return { v: values, paths: positionals };
-}
-
-function numberOpt(v: Record<string, string | boolean | undefined>, name: string, check: (n: number) => boolean, what: string): number | undefined {
-  const s = v[name];
-  if (s === undefined) return undefined;
-  const n = Number(s);
-  if (typeof s !== 'string' || s.trim() === '' || !Number.isFinite(n) || !check(n)) throw new CommandUsageError(`--${name} must be ${what}, got '${String(s)}'`);
-  return n;
 }
 
 export async function cmdPredict(args: string[], io: CliIO = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {

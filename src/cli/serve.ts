@@ -8,7 +8,7 @@ import { env } from '../env.js';
 import { NoDefaultModelError } from '../infer/load.js';
 import { defaultConcurrency } from '../serve/defaults.js';
 import type { RunningServer, ServeOptions } from '../serve/server.js';
-import { CommandUsageError, isUsageError, type CliIO } from './predict.js';
+import { CommandUsageError, intOpt, isUsageError, numberOpt, usage, type CliIO, type OptionValues } from './options.js';
 
 const d = defaultConcurrency();
 
@@ -38,25 +38,12 @@ Options:
   --cache-dir DIR, --offline
 `;
 
-type Values = Record<string, string | boolean | undefined>;
-
-function intOpt(v: Values, name: string, min: number): number | undefined {
-  const s = v[name];
-  if (s === undefined) return undefined;
-  const n = Number(s);
-  if (typeof s !== 'string' || s.trim() === '' || !Number.isInteger(n) || n < min) throw new CommandUsageError(`--${name} must be an integer >= ${min}, got '${String(s)}'`);
-  return n;
+function mbOpt(v: OptionValues, name: string): number | undefined {
+  const n = numberOpt(v, name, (x) => x > 0, 'a positive number');
+  return n === undefined ? undefined : Math.floor(n * 1048576);
 }
 
-function mbOpt(v: Values, name: string): number | undefined {
-  const s = v[name];
-  if (s === undefined) return undefined;
-  const n = Number(s);
-  if (typeof s !== 'string' || s.trim() === '' || !Number.isFinite(n) || n <= 0) throw new CommandUsageError(`--${name} must be a positive number, got '${String(s)}'`);
-  return Math.floor(n * 1048576);
-}
-
-function parse(args: string[]): { options: ServeOptions; v: Values } {
+function parse(args: string[]): { options: ServeOptions; v: OptionValues } {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
@@ -83,7 +70,7 @@ function parse(args: string[]): { options: ServeOptions; v: Values } {
       help: { type: 'boolean', short: 'h' },
     },
   });
-  const v: Values = values;
+  const v: OptionValues = values;
   if (positionals.length > 0) throw new CommandUsageError(`serve takes no positional arguments (got '${positionals[0]}'); use --model`);
   if (v['device-model'] !== undefined && v['no-device-model']) throw new CommandUsageError('--device-model and --no-device-model exclude each other');
   const port = intOpt(v, 'port', 0);
@@ -117,7 +104,7 @@ const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/i;
 
 export async function cmdServe(args: string[], io: CliIO = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
   let options: ServeOptions;
-  let v: Values;
+  let v: OptionValues;
   try {
     ({ options, v } = parse(args));
     if (v['help']) {
@@ -126,8 +113,7 @@ export async function cmdServe(args: string[], io: CliIO = { stdout: process.std
     }
   } catch (err) {
     if (isUsageError(err)) {
-      io.stderr.write(`phoneside: ${err.message}\nRun 'phoneside serve --help' for usage.\n`);
-      return 2;
+      return usage(io, err, 'serve');
     }
     throw err;
   }

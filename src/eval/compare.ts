@@ -2,13 +2,14 @@
  * `compare`: several models side by side on the same evaluation images — accuracy, F1, average
  * precision, calibration, size, parameters and latency. Schema: docs/json-reports.md.
  */
-import { open, readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import onnxProto from 'onnx-proto';
 import { Classifier, type LoadClassifierOptions } from '../infer/classifier.js';
 import { resolveModelPath } from '../infer/load.js';
+import { isFile } from '../util/fs.js';
 import type { ProgressStream } from '../util/progress.js';
-import { checkClasses, defaultSplitFile, evaluationSet, predictItems, type EvaluatedImage, type Subset } from './evaluate.js';
+import { checkClasses, defaultSplitFile, evaluationSet, predictItems, type Subset } from './evaluate.js';
 import { buildEvaluationReport, type EvaluationReport } from './evaluation-report.js';
 
 const { onnx } = onnxProto;
@@ -98,14 +99,6 @@ async function bundleParameters(dir: string): Promise<number> {
   return m.graph.nodes.reduce((a, n) => a + n.weights.reduce((b, w) => b + w.shape.reduce((x, y) => x * y, 1), 0), 0);
 }
 
-async function isFile(p: string): Promise<boolean> {
-  const h = await open(p).catch(() => undefined);
-  if (!h) return false;
-  const s = await h.stat();
-  await h.close();
-  return s.isFile();
-}
-
 function quantile(sorted: readonly number[], q: number): number {
   if (sorted.length === 0) return NaN;
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
@@ -134,7 +127,6 @@ export async function compareModels(models: readonly string[], dataDir: string, 
 
   const rows: ModelComparison[] = [];
   const reports: EvaluationReport[] = [];
-  const allPredictions: EvaluatedImage[][] = [];
   let classes: string[] | undefined;
   for (const [i, path] of paths.entries()) {
     const weights = opts.weightsPerModel?.[i] ?? opts.weights;
@@ -194,12 +186,12 @@ export async function compareModels(models: readonly string[], dataDir: string, 
         },
       });
       reports.push(report);
-      allPredictions.push(predictions);
     } finally {
       await clf.dispose();
     }
   }
   const n = set.items.length;
+  const allPredictions = reports.map((r) => r.predictions);
   let disagreements = 0;
   const allWrong: string[] = [];
   for (let k = 0; k < n; k++) {

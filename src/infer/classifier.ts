@@ -5,7 +5,8 @@
  * bundle's content, so loading the same bundle again skips the backbone and the assembly.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { isFile } from '../util/fs.js';
 import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { getBackbone, type Preprocessing } from '../backbones/registry.js';
@@ -59,14 +60,6 @@ const sessionOptions = (threads: number | undefined): ort.InferenceSession.Sessi
   intraOpNumThreads: threads ?? 0,
   graphOptimizationLevel: 'all',
 });
-
-async function isFile(p: string): Promise<boolean> {
-  try {
-    return (await stat(p)).isFile();
-  } catch {
-    return false;
-  }
-}
 
 /** The ClassifierInfo of a bundle manifest (thresholds validated against its classes). */
 export function infoFromManifest(manifest: BundleManifest, createdAt = manifest.createdAt): ClassifierInfo {
@@ -133,6 +126,68 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<
   }
 }
 
+/** A classifier's whole ONNX graph, found or assembled, before any session is made. */
+export interface ClassifierOnnx {
+  info: ClassifierInfo;
+  source: ClassifierSource;
+  /** The bundle's manifest (undefined for an exported ONNX file). */
+  manifest?: BundleManifest;
+  /** The cached or exported file, or the assembled bytes when nothing could be cached. */
+  onnx: { path: string } | { bytes: Uint8Array };
+}
+
+async function onnxFileClassifier(path: string): Promise<ClassifierOnnx> {
+  const info = parseClassifierMetadata(await readOnnxMetadata(path), path);
+  return { info, source: { kind: 'onnx', path }, onnx: { path } };
+}
+
+async function assembleBundle(bundle: ModelBundle, path: string, opts: Pick<LoadClassifierOptions, 'weights'>, cachePath?: string): Promise<ClassifierOnnx> {
+  const { bytes } = await buildClassifierOnnx(bundle, { weights: opts.weights });
+  let cachedOnnx: string | undefined;
+  if (cachePath !== undefined) {
+    try {
+      await writeFileAtomic(cachePath, bytes);
+      cachedOnnx = cachePath;
+    } catch {
+      // A read-only or full cache only costs the next load an assembly.
+    }
+  }
+  const source: ClassifierSource = { kind: 'bundle', path, cacheHit: false, ...(cachedOnnx ? { cachedOnnx } : {}) };
+  return { info: infoFromManifest(bundle.manifest), source, manifest: bundle.manifest, onnx: cachedOnnx ? { path: cachedOnnx } : { bytes } };
+}
+
+/**
+ * Finds the classifier ONNX of `model` (bundle, run folder, exported `.onnx`, or a folder holding a
+ * `model.onnx`): the cached graph of a bundle, else assembled (and cached) from the bundle and its
+ * backbone's weights. No ONNX Runtime session is made, so callers that run the model elsewhere
+ * (the server's worker threads) pay for one session, not two.
+ */
+export async function locateClassifierOnnx(model: string, opts: Pick<LoadClassifierOptions, 'weights' | 'cache'> = {}): Promise<ClassifierOnnx> {
+  if (await isFile(model)) return onnxFileClassifier(model);
+  const dir = await findBundleDir(model);
+  if (dir === undefined) {
+    if (await isFile(join(model, 'model.onnx'))) return onnxFileClassifier(join(model, 'model.onnx'));
+    return assembleBundle(await loadBundle(model), model, opts); // loadBundle gives the error
+  }
+  if (opts.cache === false) return assembleBundle(await loadBundle(dir), dir, opts);
+
+  const [manifestBytes, weightsBytes] = await Promise.all([readFile(join(dir, 'manifest.json')), readFile(join(dir, 'weights.bin'))]);
+  const cached = join(env.cacheDir, 'models', `${cacheKey(manifestBytes, weightsBytes)}.onnx`);
+  if (await isFile(cached)) {
+    // The key covers the manifest bytes, so this manifest was loaded and assembled before.
+    const manifest = JSON.parse(manifestBytes.toString('utf8')) as BundleManifest & { graph?: unknown };
+    // A cheap sanity check (a few small reads) catches a truncated or foreign file before anyone
+    // builds a session on it; Classifier.load also rebuilds if a session cannot be made.
+    const readable = await readOnnxMetadata(cached).then((meta) => parseClassifierMetadata(meta, cached)).then(() => true, () => false);
+    if (manifest.format === BUNDLE_FORMAT && readable) {
+      const { graph: _graph, ...rest } = manifest;
+      return { info: infoFromManifest(rest), source: { kind: 'bundle', path: dir, cachedOnnx: cached, cacheHit: true }, manifest: rest, onnx: { path: cached } };
+    }
+    if (!readable) await rm(cached, { force: true });
+  }
+  return assembleBundle(await loadBundle(dir), dir, opts, cached);
+}
+
 export class Classifier {
   private constructor(
     /** Classes, preprocessing, thresholds, temperature and backbone of the model. */
@@ -148,57 +203,29 @@ export class Classifier {
    * holding only a `model.onnx`.
    */
   static async load(model: string, opts: LoadClassifierOptions = {}): Promise<Classifier> {
-    if (await isFile(model)) return Classifier.fromOnnx(model, opts);
-    const dir = await findBundleDir(model);
-    if (dir === undefined) {
-      if (await isFile(join(model, 'model.onnx'))) return Classifier.fromOnnx(join(model, 'model.onnx'), opts);
-      return Classifier.fromBundle(await loadBundle(model), model, opts); // loadBundle gives the error
+    const found = await locateClassifierOnnx(model, opts);
+    try {
+      return await Classifier.open(found, opts);
+    } catch (err) {
+      if (!found.source.cacheHit) throw err;
+      await rm(found.source.cachedOnnx!, { force: true }); // unreadable cache entry: rebuild it
+      return Classifier.open(await locateClassifierOnnx(model, opts), opts);
     }
-    if (opts.cache === false) return Classifier.fromBundle(await loadBundle(dir), dir, opts);
-
-    const [manifestBytes, weightsBytes] = await Promise.all([readFile(join(dir, 'manifest.json')), readFile(join(dir, 'weights.bin'))]);
-    const cached = join(env.cacheDir, 'models', `${cacheKey(manifestBytes, weightsBytes)}.onnx`);
-    if (await isFile(cached)) {
-      // The key covers the manifest bytes, so this manifest was loaded and assembled before.
-      const manifest = JSON.parse(manifestBytes.toString('utf8')) as BundleManifest & { graph?: unknown };
-      if (manifest.format === BUNDLE_FORMAT) {
-        try {
-          const session = await ort.InferenceSession.create(cached, sessionOptions(opts.threads));
-          const { graph: _graph, ...rest } = manifest;
-          return new Classifier(infoFromManifest(rest), session, { kind: 'bundle', path: dir, cachedOnnx: cached, cacheHit: true }, rest);
-        } catch {
-          await rm(cached, { force: true }); // unreadable cache entry: rebuild it below
-        }
-      }
-    }
-    return Classifier.fromBundle(await loadBundle(dir), dir, opts, cached);
-  }
-
-  private static async fromBundle(bundle: ModelBundle, path: string, opts: LoadClassifierOptions, cachePath?: string): Promise<Classifier> {
-    const { bytes } = await buildClassifierOnnx(bundle, { weights: opts.weights });
-    let cachedOnnx: string | undefined;
-    if (cachePath !== undefined) {
-      try {
-        await writeFileAtomic(cachePath, bytes);
-        cachedOnnx = cachePath;
-      } catch {
-        // A read-only or full cache only costs the next load an assembly.
-      }
-    }
-    const session = await ort.InferenceSession.create(bytes, sessionOptions(opts.threads));
-    const source: ClassifierSource = { kind: 'bundle', path, cacheHit: false, ...(cachedOnnx ? { cachedOnnx } : {}) };
-    return new Classifier(infoFromManifest(bundle.manifest), session, source, bundle.manifest);
   }
 
   /** Loads an ONNX file written by `phoneside export` (classes and preprocessing from its metadata). */
   static async fromOnnx(path: string, opts: Pick<LoadClassifierOptions, 'threads'> = {}): Promise<Classifier> {
-    const info = parseClassifierMetadata(await readOnnxMetadata(path), path);
-    const session = await ort.InferenceSession.create(path, sessionOptions(opts.threads));
+    return Classifier.open(await onnxFileClassifier(path), opts);
+  }
+
+  private static async open(found: ClassifierOnnx, opts: Pick<LoadClassifierOptions, 'threads'>): Promise<Classifier> {
+    const so = sessionOptions(opts.threads);
+    const session = 'path' in found.onnx ? await ort.InferenceSession.create(found.onnx.path, so) : await ort.InferenceSession.create(found.onnx.bytes, so);
     if (!session.inputNames.includes('input') || !session.outputNames.includes('output')) {
       await session.release();
-      throw new Error(`${path}: expected an input named 'input' and an output named 'output'`);
+      throw new Error(`${found.source.path}: expected an input named 'input' and an output named 'output'`);
     }
-    return new Classifier(info, session, { kind: 'onnx', path });
+    return new Classifier(found.info, session, found.source, found.manifest);
   }
 
   get classes(): string[] {

@@ -118,25 +118,14 @@ export function createGraphModule(graph: LayerGraph, opts: GraphModuleOptions): 
     switch (op.kind) {
       case 'input':
         throw new Error('unreachable: input nodes are not run');
-      case 'conv2d': {
-        const [fused, rest] = fusable(op.activation);
-        const y = tf.fused.conv2d({
-          x: x as tf.Tensor4D,
-          filter: learned(node, 'kernel') as tf.Tensor4D,
-          strides: op.strides,
-          pad: op.padding,
-          dataFormat: 'NHWC',
-          dilations: op.dilation,
-          bias: bias(node, op.useBias),
-          activation: fused,
-        });
-        return activate(y, rest);
-      }
+      case 'conv2d':
       case 'depthwiseConv2d': {
+        // The two convolutions differ only in the tfjs op and the name of their kernel weight.
+        const [conv, kernel] = op.kind === 'conv2d' ? [tf.fused.conv2d, 'kernel'] : [tf.fused.depthwiseConv2d, 'depthwise_kernel'];
         const [fused, rest] = fusable(op.activation);
-        const y = tf.fused.depthwiseConv2d({
+        const y = conv({
           x: x as tf.Tensor4D,
-          filter: learned(node, 'depthwise_kernel') as tf.Tensor4D,
+          filter: learned(node, kernel) as tf.Tensor4D,
           strides: op.strides,
           pad: op.padding,
           dataFormat: 'NHWC',

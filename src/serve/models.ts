@@ -10,12 +10,12 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { buildClassifierOnnx, Classifier } from '../infer/classifier.js';
+import { locateClassifierOnnx } from '../infer/classifier.js';
 import { resolveModelPath, shippedModelPath } from '../infer/load.js';
 import { parseClassifierMetadata, readOnnxMetadata, type ClassifierInfo } from '../infer/onnx-meta.js';
-import { loadBundle, type BundleManifest } from '../model/bundle.js';
+import type { BundleManifest } from '../model/bundle.js';
 
 /** Validation figures from a bundle's manifest (what its MODEL_CARD.md reports). */
 export interface ModelMetrics {
@@ -47,10 +47,6 @@ export interface ModelLoadOptions {
   weights?: string;
   /** Use the ONNX cache under env.cacheDir (default true). */
   cache?: boolean;
-}
-
-async function isFile(p: string): Promise<boolean> {
-  return (await stat(p).catch(() => undefined))?.isFile() ?? false;
 }
 
 function versionOf(createdAt: string, digest: string): string {
@@ -102,33 +98,24 @@ async function loadOnnxFile(path: string, id: string): Promise<LoadedModel> {
   };
 }
 
-/** Loads (and assembles, or takes from the cache) the classifier named by `model`. */
+/** Finds (and assembles, or takes from the cache) the classifier named by `model`; no session is made. */
 export async function loadModel(model: string | undefined, opts: ModelLoadOptions = {}): Promise<LoadedModel> {
   const path = resolveModelPath(model);
   const id = modelId(model, path);
-  if (await isFile(path)) return loadOnnxFile(path, id);
-  // Classifier.load finds the bundle (folder or run/model), and assembles + caches its ONNX.
-  const clf = await Classifier.load(path, { threads: 1, ...(opts.weights ? { weights: opts.weights } : {}), ...(opts.cache === false ? { cache: false } : {}) });
-  try {
-    if (clf.source.kind === 'onnx') return await loadOnnxFile(clf.source.path, id);
-    const dir = clf.source.path;
-    const digest = await hashFiles([join(dir, 'manifest.json'), join(dir, 'weights.bin')]);
-    const onnx = clf.source.cachedOnnx
-      ? { path: clf.source.cachedOnnx }
-      : { bytes: (await buildClassifierOnnx(await loadBundle(dir), { ...(opts.weights ? { weights: opts.weights } : {}), createdAt: clf.info.createdAt })).bytes };
-    const card = join(dir, 'MODEL_CARD.md');
-    return {
-      id,
-      version: versionOf(clf.info.createdAt, digest),
-      info: clf.info,
-      path: dir,
-      onnx,
-      metrics: metricsOf(clf.manifest),
-      card: existsSync(card) ? await readFile(card, 'utf8') : null,
-    };
-  } finally {
-    await clf.dispose();
-  }
+  const found = await locateClassifierOnnx(path, { ...(opts.weights ? { weights: opts.weights } : {}), ...(opts.cache === false ? { cache: false } : {}) });
+  if (found.source.kind === 'onnx') return loadOnnxFile(found.source.path, id);
+  const dir = found.source.path;
+  const digest = await hashFiles([join(dir, 'manifest.json'), join(dir, 'weights.bin')]);
+  const card = join(dir, 'MODEL_CARD.md');
+  return {
+    id,
+    version: versionOf(found.info.createdAt, digest),
+    info: found.info,
+    path: dir,
+    onnx: found.onnx,
+    metrics: metricsOf(found.manifest),
+    card: existsSync(card) ? await readFile(card, 'utf8') : null,
+  };
 }
 
 /** The model's ONNX as bytes (reads the cached file). */

@@ -29,7 +29,7 @@ import { evaluateFeatures, fit, predictLogits } from './fit.js';
 import { fitTemperature, softmaxWithTemperature } from '../eval/calibration.js';
 import { buildEvaluationReport } from '../eval/evaluation-report.js';
 import { writeEvaluationHtml } from '../eval/html-report.js';
-import { readRunArtifacts } from '../eval/run-artifacts.js';
+import type { DataReport } from '../eval/run-artifacts.js';
 import { argmax, expectedCalibrationError } from '../eval/metrics.js';
 import type { LossConfig } from './loss.js';
 
@@ -374,22 +374,15 @@ export async function train(dataDir: string, options: Partial<TrainOptions> & { 
     await writeFile(join(runDir, 'evaluation.json'), JSON.stringify({ split: 'val', bestEpoch, ...metricsToJSON(evaluation), calibration }, null, 2) + '\n');
   }
   timings.totalSeconds = (performance.now() - tStart) / 1000;
-  await writeFile(
-    join(runDir, 'data-report.json'),
-    JSON.stringify(
-      {
-        classes,
-        counts: Object.fromEntries(classes.map((c) => [c, { train: trainItems.filter((i) => i.label === c).length, val: valItems.filter((i) => i.label === c).length }])),
-        skipped,
-        duplicates: scan.duplicates,
-        conflicts: scan.conflicts,
-        nearDuplicatesAcrossSplit: nearDuplicates,
-        timings,
-      },
-      null,
-      2,
-    ) + '\n',
-  );
+  const dataReport: DataReport = {
+    classes,
+    counts: Object.fromEntries(classes.map((c) => [c, { train: trainItems.filter((i) => i.label === c).length, val: valItems.filter((i) => i.label === c).length }])),
+    skipped,
+    duplicates: scan.duplicates,
+    conflicts: scan.conflicts,
+    nearDuplicatesAcrossSplit: nearDuplicates,
+  };
+  await writeFile(join(runDir, 'data-report.json'), JSON.stringify({ ...dataReport, timings }, null, 2) + '\n');
   if (evaluation) {
     // The HTML report of the validation split, from the same logits the figures above came from.
     const probs = softmaxWithTemperature(valLogits, temperature);
@@ -399,7 +392,8 @@ export async function train(dataDir: string, options: Partial<TrainOptions> & { 
       temperature,
       model: { path: runDir, backbone: spec.id },
       data: { dir: dataDir, subset: 'val', skipped },
-      run: await readRunArtifacts(runDir),
+      // What metrics.jsonl and data-report.json now hold, from memory rather than read back.
+      run: { runDir, epochs: result.history, bestEpoch, dataReport, hasSplit: true },
     });
     await writeEvaluationHtml(join(runDir, 'report.html'), report, { dataDir: scan.root });
   }

@@ -2,7 +2,7 @@
 import type { EvaluationReport } from '../evaluation-report.js';
 import { card, htmlPage, table } from './page.js';
 import { pyFixed } from '../report.js';
-import { confusionHeatmap, esc, fmt, lineChart, pct, reliabilityChart, type Series } from './svg.js';
+import { confusionHeatmap, esc, fmt, lineChart, PALETTE, pct, reliabilityChart, type Series } from './svg.js';
 
 export interface EvaluationPageOptions {
   /** Thumbnail data URIs by report path (images missing here are shown without one). */
@@ -65,7 +65,7 @@ function prCurves(r: EvaluationReport): string {
     // Start at recall 0 with the first point's precision, as sklearn's plot does.
     const pts: [number, number][] = c.points.map((p) => [p.recall, p.precision]);
     if (pts.length) pts.unshift([0, pts[0]![1]]);
-    const series: Series[] = [{ name: `AP ${fmt(c.averagePrecision, 3)}`, points: pts, step: true, color: ['#0072B2', '#D55E00', '#009E73', '#CC79A7'][i % 4]! }];
+    const series: Series[] = [{ name: `AP ${fmt(c.averagePrecision, 3)}`, points: pts, step: true, color: PALETTE[i % PALETTE.length]! }];
     return lineChart(series, { title: `${c.class} vs rest (${c.positives} images)`, xLabel: 'recall', yLabel: 'precision', xDomain: [0, 1], yDomain: [0, 1.02], width: 340, height: 300 });
   });
   return `<p class="note">One-vs-rest, scored by the class probability. Average precision as scikit-learn's average_precision_score (step integral, no interpolation). Macro AP ${fmt(r.macroAveragePrecision, 4)}.</p><div class="row">${charts.join('')}</div>`;

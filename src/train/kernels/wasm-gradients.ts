@@ -257,6 +257,18 @@ function checkShape(actual: readonly number[], expected: readonly number[], what
 }
 
 /**
+ * The geometry of the forward convolution a gradient kernel differentiates, after checking the
+ * attributes it supports and that dy has the forward output's shape.
+ */
+function gradientGeometry(kernel: string, xShape: Shape4, filterShape: Shape4, dy: TensorInfo, attrs: NamedAttrMap, depthwise: boolean): Geometry {
+  if (depthwise) checkNoDilation(attrs['dilations'], kernel);
+  else checkNHWC(attrs['dataFormat'], kernel);
+  const g = geometry(xShape, filterShape, attrs, depthwise);
+  checkShape(dy.shape, [g.B, g.Ho, g.Wo, g.Co], 'dy', kernel);
+  return g;
+}
+
+/**
  * im2col: row n = (b, ho, wo) holds the input window the forward conv read for that output,
  * tap-major: col[n, (i*kw + j)*C + c] = xpad[b, ho*sh + i, wo*sw + j, c]. Shape [B*Ho*Wo, kh*kw*C].
  * Built in one pass over the heap, C floats at a time.
@@ -360,10 +372,8 @@ const conv2DBackpropFilter: KernelFunc = ({ inputs, backend, attrs = {} }) => {
   const name = 'Conv2DBackpropFilter';
   const x = input(inputs, 'x', name);
   const dy = input(inputs, 'dy', name);
-  checkNHWC(attrs['dataFormat'], name);
   const filterShape = attrs['filterShape'] as Shape4;
-  const g = geometry(x.shape as Shape4, filterShape, attrs, false);
-  checkShape(dy.shape, [g.B, g.Ho, g.Wo, g.Co], 'dy', name);
+  const g = gradientGeometry(name, x.shape as Shape4, filterShape, dy, attrs, false);
   return withScope(backend, (s) => {
     const N = g.B * g.Ho * g.Wo;
     const dy2 = s.reshape(dy, [N, g.Co]);
@@ -378,10 +388,7 @@ const conv2DBackpropInput: KernelFunc = ({ inputs, backend, attrs = {} }) => {
   const name = 'Conv2DBackpropInput';
   const dy = input(inputs, 'dy', name);
   const filter = input(inputs, 'filter', name);
-  checkNHWC(attrs['dataFormat'], name);
-  const inputShape = attrs['inputShape'] as Shape4;
-  const g = geometry(inputShape, filter.shape as Shape4, attrs, false);
-  checkShape(dy.shape, [g.B, g.Ho, g.Wo, g.Co], 'dy', name);
+  const g = gradientGeometry(name, attrs['inputShape'] as Shape4, filter.shape as Shape4, dy, attrs, false);
   return withScope(backend, (s) => {
     // dcol[(i,j,ci), n] = sum_co W[i,j,ci,co] * dy[n,co], computed as W [T*Ci, Co] @ dyT [Co, N]:
     // the filter is the matmul's streamed operand (no flip, transpose or weight packing of it).
@@ -403,11 +410,9 @@ const depthwiseBackpropFilter: KernelFunc = ({ inputs, backend, attrs = {} }) =>
   const name = 'DepthwiseConv2dNativeBackpropFilter';
   const x = input(inputs, 'x', name);
   const dy = input(inputs, 'dy', name);
-  checkNoDilation(attrs['dilations'], name);
   const filterShape = attrs['filterShape'] as Shape4;
-  const g = geometry(x.shape as Shape4, filterShape, attrs, true);
+  const g = gradientGeometry(name, x.shape as Shape4, filterShape, dy, attrs, true);
   const M = filterShape[3];
-  checkShape(dy.shape, [g.B, g.Ho, g.Wo, g.Ci * M], 'dy', name);
   return withScope(backend, (s) => {
     // dW[i,j,c,m] = sum_{b,ho,wo} xpad[b, ho*sh+i, wo*sw+j, c] * dy[b,ho,wo,c*M+m] is itself a depthwise
     // correlation: of xpad (batch folded into channels) with dy as a [Ho, Wo] filter dilated by the
@@ -433,11 +438,8 @@ const depthwiseBackpropInput: KernelFunc = ({ inputs, backend, attrs = {} }) => 
   const name = 'DepthwiseConv2dNativeBackpropInput';
   const dy = input(inputs, 'dy', name);
   const filter = input(inputs, 'filter', name);
-  checkNoDilation(attrs['dilations'], name);
-  const inputShape = attrs['inputShape'] as Shape4;
-  const g = geometry(inputShape, filter.shape as Shape4, attrs, true);
+  const g = gradientGeometry(name, attrs['inputShape'] as Shape4, filter.shape as Shape4, dy, attrs, true);
   const M = filter.shape[3]!;
-  checkShape(dy.shape, [g.B, g.Ho, g.Wo, g.Ci * M], 'dy', name);
   return withScope(backend, (s) => {
     // Each of the Ci*M output channels flows back through its own flipped 2-D kernel;
     // the M channels born from one input channel are then summed.

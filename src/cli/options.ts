@@ -1,0 +1,41 @@
+/**
+ * What every CLI verb shares: where it writes, how a usage mistake is reported (exit status 2),
+ * and the parsing of numeric options.
+ */
+import type { ProgressStream } from '../util/progress.js';
+
+/** Where a command writes; process.stdout / process.stderr by default (tests pass fakes). */
+export interface CliIO {
+  stdout: ProgressStream;
+  stderr: ProgressStream;
+}
+
+/** A mistake in the command line (exit status 2). */
+export class CommandUsageError extends Error {}
+
+/** A CommandUsageError, or one of node:util parseArgs' own errors (unknown option, missing value). */
+export function isUsageError(err: unknown): err is Error {
+  return err instanceof CommandUsageError || (err instanceof Error && (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true);
+}
+
+/** Reports a usage mistake of `verb` and returns its exit status. */
+export function usage(io: CliIO, err: Error, verb: string): number {
+  io.stderr.write(`phoneside: ${err.message}\nRun 'phoneside ${verb} --help' for usage.\n`);
+  return 2;
+}
+
+export type OptionValues = Record<string, string | boolean | string[] | undefined>;
+
+/** Option `--name` as a number passing `check` (described by `what` in the error); undefined if absent. */
+export function numberOpt(v: OptionValues, name: string, check: (n: number) => boolean = () => true, what = 'a number'): number | undefined {
+  const s = v[name];
+  if (s === undefined) return undefined;
+  const n = Number(s);
+  if (typeof s !== 'string' || s.trim() === '' || !Number.isFinite(n) || !check(n)) throw new CommandUsageError(`--${name} must be ${what}, got '${String(s)}'`);
+  return n;
+}
+
+/** Option `--name` as an integer >= min; undefined if absent. */
+export function intOpt(v: OptionValues, name: string, min: number): number | undefined {
+  return numberOpt(v, name, (n) => Number.isInteger(n) && n >= min, `an integer >= ${min}`);
+}
