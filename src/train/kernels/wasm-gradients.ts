@@ -268,6 +268,22 @@ function gradientGeometry(kernel: string, xShape: Shape4, filterShape: Shape4, d
   return g;
 }
 
+/** Rows and columns of the input the forward conv read (padding included, unread ones excluded). */
+function paddedSize(g: Geometry): [number, number] {
+  return [(g.Ho - 1) * g.sh + g.kh, (g.Wo - 1) * g.sw + g.kw];
+}
+
+/** x zero-padded (or cropped) to exactly the rows and columns the forward conv read. */
+function paddedInput(s: Scope, x: TensorInfo, g: Geometry): TensorInfo {
+  const [Hp, Wp] = paddedSize(g);
+  return s.padOrCrop(x, [
+    [0, 0],
+    [g.top, Hp - g.H - g.top],
+    [g.left, Wp - g.W - g.left],
+    [0, 0],
+  ]);
+}
+
 /**
  * im2col: row n = (b, ho, wo) holds the input window the forward conv read for that output,
  * tap-major: col[n, (i*kw + j)*C + c] = xpad[b, ho*sh + i, wo*sw + j, c]. Shape [B*Ho*Wo, kh*kw*C].
@@ -275,15 +291,8 @@ function gradientGeometry(kernel: string, xShape: Shape4, filterShape: Shape4, d
  */
 function im2col(s: Scope, x: TensorInfo, g: Geometry): TensorInfo {
   const C = x.shape[3]!;
-  const Hp = (g.Ho - 1) * g.sh + g.kh;
-  const Wp = (g.Wo - 1) * g.sw + g.kw;
-  // x zero-padded (or cropped) to exactly the rows/cols the forward conv read.
-  const xp = s.padOrCrop(x, [
-    [0, 0],
-    [g.top, Hp - g.H - g.top],
-    [g.left, Wp - g.W - g.left],
-    [0, 0],
-  ]);
+  const [Hp, Wp] = paddedSize(g);
+  const xp = paddedInput(s, x, g);
   const T = g.kh * g.kw;
   const col = s.allocate([g.B * g.Ho * g.Wo, T * C]);
   const src = s.view(xp);
@@ -313,8 +322,7 @@ function im2col(s: Scope, x: TensorInfo, g: Geometry): TensorInfo {
  */
 function col2im(s: Scope, cols: TensorInfo[], g: Geometry): TensorInfo {
   const R = cols[0]!.shape[0]!;
-  const Hp = (g.Ho - 1) * g.sh + g.kh;
-  const Wp = (g.Wo - 1) * g.sw + g.kw;
+  const [Hp, Wp] = paddedSize(g);
   const placed = cols.map((col, t) => {
     const i = Math.floor(t / g.kw);
     const j = t % g.kw;
@@ -417,14 +425,8 @@ const depthwiseBackpropFilter: KernelFunc = ({ inputs, backend, attrs = {} }) =>
     // dW[i,j,c,m] = sum_{b,ho,wo} xpad[b, ho*sh+i, wo*sw+j, c] * dy[b,ho,wo,c*M+m] is itself a depthwise
     // correlation: of xpad (batch folded into channels) with dy as a [Ho, Wo] filter dilated by the
     // stride. It yields one [kh, kw] map per (b, c, m); the batch is summed afterwards.
-    const Hp = (g.Ho - 1) * g.sh + g.kh;
-    const Wp = (g.Wo - 1) * g.sw + g.kw;
-    const xp = s.padOrCrop(x, [
-      [0, 0],
-      [g.top, Hp - g.H - g.top],
-      [g.left, Wp - g.W - g.left],
-      [0, 0],
-    ]);
+    const [Hp, Wp] = paddedSize(g);
+    const xp = paddedInput(s, x, g);
     const BC = g.B * g.Ci;
     const xT = s.reshape(s.transpose(xp, [1, 2, 0, 3]), [1, Hp, Wp, BC]);
     const dyT = s.reshape(s.transpose(dy, [1, 2, 0, 3]), [g.Ho, g.Wo, BC, M]);
