@@ -677,7 +677,7 @@ describe('serve: the shipped models', { skip }, () => {
 });
 
 describe('serve: inference workers', { skip }, () => {
-  test('a worker that dies mid-run fails only its own job, and a fresh worker takes its place', async () => {
+  test('a worker that dies with a job fails only that job, a fresh worker takes its place, and close lets running jobs finish', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'phoneside-pool-'));
     const { exportClassifier } = await import('../src/infer/export.js');
     const { startEngine } = await import('../src/serve/pool.js');
@@ -687,15 +687,27 @@ describe('serve: inference workers', { skip }, () => {
     try {
       const input = new Float32Array(3 * 224 * 224).fill(0.1);
       const before = await engine.run(input.slice(), 1);
-      // Kill the only worker while it runs a job (reaching into the pool, as a crash would).
-      const slots = (engine as unknown as { slots: { worker: { terminate(): Promise<number> } }[] }).slots;
+      // Make the only worker die with a job assigned to it, as a crash would: it is told to exit,
+      // then handed a job (messages arrive in order, so it exits before the job starts).
+      const slots = (engine as unknown as { slots: { worker: { postMessage(m: unknown): void } }[] }).slots;
       assert.equal(slots.length, 1);
-      const running = engine.run(input.slice(), 1);
-      await slots[0]!.worker.terminate();
-      await assert.rejects(running, /inference worker stopped/);
-      // The replacement loads the model and answers the same.
-      const after = await engine.run(input.slice(), 1);
-      for (let i = 0; i < 3; i++) assert.ok(Math.abs(after[i]! - before[i]!) < 1e-6);
+      slots[0]!.worker.postMessage({ type: 'exit', code: 3 });
+      const doomed = engine.run(input.slice(), 1);
+      const queued = engine.run(input.slice(), 1);
+      await assert.rejects(doomed, /inference worker stopped: exit code 3/);
+      // The job queued behind it is not lost: the replacement answers it, and answers the same.
+      const requeued = await queued;
+      for (let i = 0; i < 3; i++) assert.ok(Math.abs(requeued[i]! - before[i]!) < 1e-6);
+      // Closing while a job runs lets it finish rather than tearing the thread down mid-inference
+      // (which aborts the process in onnxruntime-node); queued jobs are refused.
+      const batch = 16;
+      const running = engine.run(new Float32Array(batch * input.length).fill(0.1), batch);
+      const waiting = assert.rejects(engine.run(input.slice(), 1), /inference engine is closed/);
+      await new Promise((r) => setTimeout(r, 20));
+      await engine.close();
+      assert.equal((await running).length, batch * 3);
+      await waiting;
+      await assert.rejects(engine.run(input.slice(), 1), /inference engine is closed/);
     } finally {
       await engine.close();
       await rm(dir, { recursive: true, force: true });

@@ -44,6 +44,8 @@ ort.InferenceSession.create(model, workerData.sessionOptions).then(
       return;
     }
     parentPort.on('message', async (m) => {
+      // Ends the thread between jobs: terminate() during session.run aborts the whole process.
+      if (m.type === 'exit') process.exit(m.code);
       try {
         const out = await session.run({ input: new ort.Tensor('float32', m.input, [m.n, 3, m.size, m.size]) });
         const probs = Float32Array.from(out.output.data);
@@ -78,11 +80,15 @@ interface Job {
   n: number;
   resolve(p: Float32Array): void;
   reject(err: Error): void;
+  /** Resolves once the job is answered or failed. */
+  settled: Promise<void>;
 }
 
 interface Slot {
   worker: Worker;
   job?: Job;
+  /** Resolves when the thread has ended. */
+  exited: Promise<void>;
 }
 
 /** A buffer the worker may take over (transfer) without touching the caller's other data. */
@@ -120,15 +126,18 @@ class WorkerPool implements InferenceEngine {
     if ('path' in this.opts.model) workerData['path'] = this.opts.model.path;
     else workerData['bytes'] = this.opts.model.bytes; // copied into the worker by structured clone
     const worker = new Worker(WORKER_SOURCE, { eval: true, workerData });
-    const slot: Slot = { worker };
+    const slot: Slot = { worker, exited: new Promise<void>((resolve) => worker.once('exit', () => resolve())) };
     return new Promise<void>((resolve, reject) => {
       let ready = false;
       worker.on('message', (m: WorkerMessage) => {
         if (m.type === 'ready') {
           ready = true;
-          this.slots.push(slot);
           resolve();
-          this.dispatch();
+          if (this.closing) worker.postMessage({ type: 'exit', code: 0 }); // closed while it loaded
+          else {
+            this.slots.push(slot);
+            this.dispatch();
+          }
         } else if (m.type === 'failed') {
           reject(new Error(`inference worker could not load the model: ${m.message}`));
           void worker.terminate();
@@ -159,18 +168,21 @@ class WorkerPool implements InferenceEngine {
         if (!this.closing) this.spawn().catch(() => undefined);
       };
       worker.on('error', (err) => onDeath(err.message));
-      worker.on('exit', (code) => {
-        if (!this.closing || !ready) onDeath(`exit code ${code}`);
-      });
+      worker.on('exit', (code) => onDeath(`exit code ${code}`));
     });
   }
 
   run(input: Float32Array, n: number): Promise<Float32Array> {
     if (this.closing) return Promise.reject(new Error('inference engine is closed'));
-    return new Promise<Float32Array>((resolve, reject) => {
-      this.pending.push({ id: this.nextId++, input, n, resolve, reject });
-      this.dispatch();
-    });
+    let settle!: Pick<Job, 'resolve' | 'reject'>;
+    const answer = new Promise<Float32Array>((resolve, reject) => (settle = { resolve, reject }));
+    const settled = answer.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.pending.push({ id: this.nextId++, input, n, ...settle, settled });
+    this.dispatch();
+    return answer;
   }
 
   private dispatch(): void {
@@ -180,14 +192,25 @@ class WorkerPool implements InferenceEngine {
       const job = this.pending.shift()!;
       slot.job = job;
       const input = transferable(job.input);
-      slot.worker.postMessage({ id: job.id, input, n: job.n, size: this.opts.size }, [input.buffer as ArrayBuffer]);
+      slot.worker.postMessage({ type: 'run', id: job.id, input, n: job.n, size: this.opts.size }, [input.buffer as ArrayBuffer]);
     }
   }
 
+  /**
+   * Rejects queued jobs, lets running ones finish, then asks each worker to exit. Never
+   * terminate() a computing worker: onnxruntime-node aborts the whole process when its thread is
+   * torn down inside session.run.
+   */
   async close(): Promise<void> {
     this.closing = true;
     for (const j of this.pending.splice(0)) j.reject(new Error('inference engine is closed'));
-    await Promise.all(this.slots.splice(0).map((s) => s.worker.terminate()));
+    await Promise.all(
+      this.slots.splice(0).map(async (s) => {
+        await s.job?.settled;
+        s.worker.postMessage({ type: 'exit', code: 0 });
+        await s.exited;
+      }),
+    );
   }
 }
 
