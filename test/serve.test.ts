@@ -74,6 +74,15 @@ function metric(text: string, name: string, labels = ''): number {
   return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
 }
 
+/** Polls until `cond` holds (rather than sleeping a guessed time, which a slow CI box outlasts). */
+async function until(cond: () => Promise<boolean>, what: string, ms = 10_000): Promise<void> {
+  const end = performance.now() + ms;
+  while (!(await cond())) {
+    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 /** A gate the test opens: inference waits on it. */
 function gate(): { wait: () => Promise<void>; open: () => void; entered: Promise<void> } {
   let open!: () => void;
@@ -489,7 +498,8 @@ describe('serve: API on the fixture model', { skip }, () => {
       const first = busy.inject({ method: 'POST', url: '/v1/classify', payload: jpegs[0] });
       await g.entered; // the first holds the only inference slot
       const second = busy.inject({ method: 'POST', url: '/v1/classify', payload: jpegs[1] }); // waits in the queue
-      await new Promise((r) => setTimeout(r, 50));
+      const depth = async (): Promise<number> => metric((await busy.inject({ url: '/metrics' })).body, 'phoneside_queue_depth');
+      await until(async () => (await depth()) === 1, 'the second request to be queued');
       const t0 = performance.now();
       const third = await busy.inject({ method: 'POST', url: '/v1/classify', payload: jpegs[0] });
       const ms = performance.now() - t0;
@@ -525,7 +535,7 @@ describe('serve: API on the fixture model', { skip }, () => {
       assert.equal(metric(m, 'phoneside_timeouts_total'), 1);
       assert.equal(metric(m, 'phoneside_inference_running'), 1); // still running in the worker
       g.open();
-      await new Promise((r) => setTimeout(r, 300));
+      await until(async () => metric((await slow.inject({ url: '/metrics' })).body, 'phoneside_inference_running') === 0, 'the timed-out run to end');
       m = (await slow.inject({ url: '/metrics' })).body;
       assert.equal(metric(m, 'phoneside_inference_running'), 0);
       assert.equal(metric(m, 'phoneside_queue_depth'), 0);
