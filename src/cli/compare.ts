@@ -9,7 +9,7 @@ import { env } from '../env.js';
 import { compareModels } from '../eval/compare.js';
 import { formatComparisonTable } from '../eval/compare-format.js';
 import { reportToJSON } from '../eval/evaluation-report.js';
-import { CommandUsageError, intOpt, isUsageError, usage, type CliIO } from './options.js';
+import { CommandUsageError, intOpt, isUsageError, usage, type CliIO, applyEnvOptions, ENV_OPTIONS } from './options.js';
 
 export const COMPARE_HELP = `phoneside compare MODEL [MODEL...] --data DIR [options]
 
@@ -46,8 +46,7 @@ export async function cmdCompare(args: string[], io: CliIO = { stdout: process.s
         'batch-size': { type: 'string' },
         threads: { type: 'string' },
         weights: { type: 'string', multiple: true },
-        'cache-dir': { type: 'string' },
-        offline: { type: 'boolean' },
+        ...ENV_OPTIONS,
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -85,8 +84,7 @@ export async function cmdCompare(args: string[], io: CliIO = { stdout: process.s
     throw err;
   }
   const v = parsed.values;
-  if (typeof v['cache-dir'] === 'string') env.cacheDir = v['cache-dir'];
-  if (v.offline === true) env.offline = true;
+  applyEnvOptions(v);
   const dataDir = v.data as string;
   const report = await compareModels(parsed.positionals, dataDir, opts);
   if (typeof v.html === 'string') {

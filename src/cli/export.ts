@@ -3,9 +3,8 @@
  * classes and preprocessing in the file's metadata (see infer/export.ts).
  */
 import { parseArgs } from 'node:util';
-import { env } from '../env.js';
 import { exportClassifier } from '../infer/export.js';
-import { CommandUsageError, isUsageError, usage, type CliIO } from './options.js';
+import { CommandUsageError, isUsageError, usage, type CliIO, applyEnvOptions, ENV_OPTIONS } from './options.js';
 
 export const EXPORT_HELP = `phoneside export MODEL --out FILE.onnx [options]
 
@@ -30,8 +29,7 @@ export async function cmdExport(args: string[], io: CliIO = { stdout: process.st
       options: {
         out: { type: 'string', short: 'o' },
         weights: { type: 'string' },
-        'cache-dir': { type: 'string' },
-        offline: { type: 'boolean' },
+        ...ENV_OPTIONS,
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -50,8 +48,7 @@ export async function cmdExport(args: string[], io: CliIO = { stdout: process.st
     }
     throw err;
   }
-  if (typeof v['cache-dir'] === 'string') env.cacheDir = v['cache-dir'];
-  if (v['offline'] === true) env.offline = true;
+  applyEnvOptions(v);
   const r = await exportClassifier(model, out, typeof v['weights'] === 'string' ? { weights: v['weights'] } : {});
   const s = r.info.preprocessing.size;
   io.stdout.write(

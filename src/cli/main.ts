@@ -4,13 +4,12 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { listBackbones } from '../backbones/registry.js';
-import { env } from '../env.js';
 import { evaluate, evaluationReport } from '../eval/evaluate.js';
 import { reportToJSON } from '../eval/evaluation-report.js';
 import { formatClassificationReport, formatConfusionMatrix, metricsToJSON } from '../eval/report.js';
 import { cmdCompare, COMPARE_HELP } from './compare.js';
 import { cmdExport, EXPORT_HELP } from './export.js';
-import { CommandUsageError, intOpt, isUsageError, numberOpt } from './options.js';
+import { CommandUsageError, intOpt, isUsageError, numberOpt, applyEnvOptions, ENV_OPTIONS } from './options.js';
 import { cmdPredict, PREDICT_HELP } from './predict.js';
 import { cmdServe, SERVE_HELP } from './serve.js';
 
@@ -94,8 +93,7 @@ layout) of the whole classifier (run as one ONNX graph) on the labelled images o
 type Values = Record<string, string | boolean | undefined>;
 
 const COMMON = {
-  'cache-dir': { type: 'string' },
-  offline: { type: 'boolean' },
+  ...ENV_OPTIONS,
   weights: { type: 'string' },
   threads: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
@@ -120,8 +118,7 @@ function choice<T extends string>(v: Values, name: string, allowed: readonly T[]
 }
 
 function applyCommon(v: Values): void {
-  if (typeof v['cache-dir'] === 'string') env.cacheDir = v['cache-dir'];
-  if (v['offline'] === true) env.offline = true;
+  applyEnvOptions(v);
 }
 
 function defined<T extends object>(o: T): Partial<T> {

@@ -2,6 +2,7 @@
  * What every CLI verb shares: where it writes, how a usage mistake is reported (exit status 2),
  * and the parsing of numeric options.
  */
+import { env } from '../env.js';
 import type { ProgressStream } from '../util/progress.js';
 
 /** Where a command writes; process.stdout / process.stderr by default (tests pass fakes). */
@@ -38,4 +39,16 @@ export function numberOpt(v: OptionValues, name: string, check: (n: number) => b
 /** Option `--name` as an integer >= min; undefined if absent. */
 export function intOpt(v: OptionValues, name: string, min: number): number | undefined {
   return numberOpt(v, name, (n) => Number.isInteger(n) && n >= min, `an integer >= ${min}`);
+}
+
+/** The options every model-loading verb takes for the shared `env` (spread into parseArgs' options). */
+export const ENV_OPTIONS = {
+  'cache-dir': { type: 'string' },
+  offline: { type: 'boolean' },
+} as const;
+
+/** Applies `--cache-dir` and `--offline` to the shared `env`. */
+export function applyEnvOptions(v: OptionValues): void {
+  if (typeof v['cache-dir'] === 'string') env.cacheDir = v['cache-dir'];
+  if (v['offline'] === true) env.offline = true;
 }

@@ -4,13 +4,12 @@
  * below) imports tfjs or the training code.
  */
 import { parseArgs } from 'node:util';
-import { env } from '../env.js';
 import type { Classifier } from '../infer/classifier.js';
 import { expandInputs } from '../infer/inputs.js';
 import { loadClassifier, NoDefaultModelError } from '../infer/load.js';
 import { errorRow, predictFiles, UNCERTAIN, type PredictionRow } from '../infer/predict.js';
 import { ProgressBar } from '../util/progress.js';
-import { CommandUsageError, isUsageError, numberOpt, usage, type CliIO } from './options.js';
+import { CommandUsageError, isUsageError, numberOpt, usage, type CliIO, applyEnvOptions, ENV_OPTIONS } from './options.js';
 
 export const PREDICT_HELP = `phoneside predict [--model MODEL] PATH...
 
@@ -135,8 +134,7 @@ function parse(args: string[]): { v: Record<string, string | boolean | undefined
       quiet: { type: 'boolean', short: 'q' },
       weights: { type: 'string' },
       threads: { type: 'string' },
-      'cache-dir': { type: 'string' },
-      offline: { type: 'boolean' },
+      ...ENV_OPTIONS,
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -167,8 +165,7 @@ export async function cmdPredict(args: string[], io: CliIO = { stdout: process.s
     if (isUsageError(err)) return usage(io, err, 'predict');
     throw err;
   }
-  if (typeof v['cache-dir'] === 'string') env.cacheDir = v['cache-dir'];
-  if (v['offline'] === true) env.offline = true;
+  applyEnvOptions(v);
 
   const { files, problems } = await expandInputs(paths);
   if (files.length === 0 && problems.length === 0) return usage(io, new Error(`no image files found in ${paths.join(' ')}`), 'predict');

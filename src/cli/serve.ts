@@ -4,11 +4,10 @@
  * signal exits at once.
  */
 import { parseArgs } from 'node:util';
-import { env } from '../env.js';
 import { NoDefaultModelError } from '../infer/load.js';
 import { defaultConcurrency } from '../serve/defaults.js';
 import type { RunningServer, ServeOptions } from '../serve/server.js';
-import { CommandUsageError, intOpt, isUsageError, numberOpt, usage, type CliIO, type OptionValues } from './options.js';
+import { CommandUsageError, intOpt, isUsageError, numberOpt, usage, type CliIO, type OptionValues, applyEnvOptions, ENV_OPTIONS } from './options.js';
 
 const d = defaultConcurrency();
 
@@ -65,8 +64,7 @@ function parse(args: string[]): { options: ServeOptions; v: OptionValues } {
       weights: { type: 'string' },
       'device-weights': { type: 'string' },
       quiet: { type: 'boolean', short: 'q' },
-      'cache-dir': { type: 'string' },
-      offline: { type: 'boolean' },
+      ...ENV_OPTIONS,
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -117,8 +115,7 @@ export async function cmdServe(args: string[], io: CliIO = { stdout: process.std
     }
     throw err;
   }
-  if (typeof v['cache-dir'] === 'string') env.cacheDir = v['cache-dir'];
-  if (v['offline'] === true) env.offline = true;
+  applyEnvOptions(v);
 
   io.stderr.write(`phoneside serve: loading ${options.model ?? 'resnet50'}${options.deviceModel === false ? '' : ` and ${options.deviceModel || 'mobilenet_v2'} (on-device)`}...\n`);
   // Loaded here, not at the top: other verbs should not pay for fastify.
