@@ -3,6 +3,8 @@
  * (tfjs) is loaded only when `train` is called, so importing this module stays light.
  */
 import type { TrainOptions, TrainResult } from './train/train.js';
+import type { CvOptions } from './train/cv.js';
+import type { CvReport } from './eval/cv-report.js';
 import type { RunningServer, ServeOptions } from './serve/server.js';
 
 export { env, type PhonesideEnv } from './env.js';
@@ -35,15 +37,41 @@ export {
   metricsFromConfusion,
   type ClassificationMetrics,
 } from './eval/metrics.js';
+export {
+  fitThresholds,
+  applyThresholds,
+  crossFittedThresholds,
+  type ThresholdFit,
+  type ThresholdFitOptions,
+  type ThresholdOutcome,
+  type ThresholdRow,
+  type GroupedThresholdRow,
+  type ClassThreshold,
+  type CrossFitResult,
+  type GroupCrossFit,
+} from './eval/thresholds.js';
 export { formatClassificationReport, formatConfusionMatrix, metricsToJSON, type MetricsJSON } from './eval/report.js';
 export { scanDataset, type DatasetItem, type DatasetScan } from './data/dataset.js';
 export { stratifiedSplit, splitManifest, applySplitManifest, type SplitManifest } from './data/split.js';
 export type { TrainOptions, TrainResult } from './train/train.js';
+export type { CvOptions } from './train/cv.js';
+export { readCvReport, CV_REPORT_SCHEMA, type CvReport, type CvPrediction, type CvFold, type CvAbstain } from './eval/cv-report.js';
+export { groupedScores, formatGroupTable, type GroupScore, type GroupedScores, type GroupedPrediction } from './eval/group-metrics.js';
+export { parseGroupSpec, assignGroups, groupFolds, type GroupSpec } from './data/groups.js';
 export type { EpochLogs, Callback } from './train/callback.js';
 
 /** Trains a classifier on a folder-per-class dataset (see TrainOptions for every option). */
 export async function train(dataDir: string, options: Partial<TrainOptions> & { backbone: string }): Promise<TrainResult> {
   const { train: run } = await import('./train/train.js');
+  return run(dataDir, options);
+}
+
+/**
+ * Group cross-validation of a recipe (see CvOptions): every image predicted by a model trained
+ * without its group (source). Loads the training stack only when called.
+ */
+export async function crossValidate(dataDir: string, options: Partial<CvOptions> & { backbone: string; groups: string }): Promise<CvReport> {
+  const { crossValidate: run } = await import('./train/cv.js');
   return run(dataDir, options);
 }
 

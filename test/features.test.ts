@@ -9,9 +9,9 @@ import { loadBackbone } from '../src/backbones/load.js';
 import { normalizeToCHW } from '../src/backbones/preprocess.js';
 import { cutLayer, getBackbone } from '../src/backbones/registry.js';
 import { DEFAULT_AUGMENT } from '../src/data/augment.js';
-import { loadForModel } from '../src/data/image.js';
+import { loadForModel, type RgbImage } from '../src/data/image.js';
 import { Trunk } from '../src/model/trunk.js';
-import { FeatureStore } from '../src/train/features.js';
+import { FeatureStore, flipRgb, rotateRgb90 } from '../src/train/features.js';
 import { sha256File } from '../src/util/hash.js';
 
 const MOBILENET = resolve('../shared/weights/mobilenet_v2_0.35_224');
@@ -56,8 +56,33 @@ test('feature store: views, determinism and disk cache', { skip: !ready && 'no s
     assert.equal(other.stats.fromDisk, 2);
     assert.equal(other.stats.computed, 4);
     assert.ok(maxDiff(other.features[0]![1]!, first.features[0]![1]!) > 0.1);
+
+    // Test-time views: the clean image mirrored / turned, through the trunk; cached apart from view numbers.
+    const test = await make(1).extract(sources, ['hflip', 'rot90']);
+    assert.equal(test.stats.computed, 4);
+    const clean = await loadForModel(FILES[0]!, pre.size, pre.resize);
+    normalizeToCHW(flipRgb(clean).data, pre, x);
+    assert.ok(maxDiff(test.features[0]![0]!, await trunk.run(x, 1)) < 1e-5);
+    normalizeToCHW(rotateRgb90(clean).data, pre, x);
+    assert.ok(maxDiff(test.features[0]![1]!, await trunk.run(x, 1)) < 1e-5);
+    assert.equal((await make(3).extract(sources, ['hflip'])).stats.fromDisk, 2, 'test views do not depend on the seed');
     await trunk.dispose();
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test('flipRgb mirrors and rotateRgb90 turns clockwise; four turns are the identity', () => {
+  // 2x2: a b / c d, each pixel a distinct colour.
+  const px = (v: number): number[] => [v, v + 1, v + 2];
+  const img = { width: 2, height: 2, data: new Uint8Array([...px(10), ...px(20), ...px(30), ...px(40)]) };
+  assert.deepEqual([...flipRgb(img).data], [...px(20), ...px(10), ...px(40), ...px(30)]);
+  // Clockwise: the left column (a, c) becomes the top row read right to left: c a / d b.
+  assert.deepEqual([...rotateRgb90(img).data], [...px(30), ...px(10), ...px(40), ...px(20)]);
+  const big = { width: 5, height: 5, data: Uint8Array.from({ length: 75 }, (_, i) => (i * 37) % 251) };
+  let r: RgbImage = big;
+  for (let k = 0; k < 4; k++) r = rotateRgb90(r);
+  assert.deepEqual(r.data, big.data);
+  assert.notDeepEqual(rotateRgb90(big).data, big.data);
+  assert.throws(() => rotateRgb90({ width: 2, height: 3, data: new Uint8Array(18) }), /must be square/);
 });

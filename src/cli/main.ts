@@ -9,7 +9,9 @@ import { reportToJSON } from '../eval/evaluation-report.js';
 import { formatClassificationReport, formatConfusionMatrix, metricsToJSON } from '../eval/report.js';
 import { cmdCompare, COMPARE_HELP } from './compare.js';
 import { cmdExport, EXPORT_HELP } from './export.js';
-import { CommandUsageError, intOpt, isUsageError, numberOpt, applyEnvOptions, ENV_OPTIONS } from './options.js';
+import { CommandUsageError, choice, defined, intOpt, isUsageError, numberOpt, applyEnvOptions, ENV_OPTIONS } from './options.js';
+import { RECIPE_OPTIONS, recipeFromArgs } from './recipe.js';
+import { cmdCv, CV_HELP } from './cv.js';
 import { cmdPredict, PREDICT_HELP } from './predict.js';
 import { cmdServe, SERVE_HELP } from './serve.js';
 
@@ -17,6 +19,7 @@ const HELP = `phoneside — is this photo the front of a phone, its back, or nei
 
 Usage:
   phoneside train DATA_DIR [options]        train a classifier (folder per class, or train/ + val/)
+  phoneside cv DATA_DIR --groups SPEC        group cross-validation: accuracy on sources a model never saw
   phoneside evaluate MODEL DATA_DIR [--json] confusion matrix and report of a model on labelled images
   phoneside predict [--model M] PATH...      classify images (files, folders, globs); --format table|jsonl|csv
   phoneside export MODEL --out FILE.onnx     the whole classifier as one ONNX file (with its metadata)
@@ -52,9 +55,18 @@ Data:
   --val-fraction F       stratified validation fraction (default 0.2); 0 trains on every image for
                          --epochs epochs (no early stopping): a final model once the recipe is validated
   --temperature T        softmax temperature to store when there is no validation split (default 1)
+  --from-cv CV           the final model of a cross-validated recipe: trains on all images for the
+                         cv report's median best epoch (unless --epochs), and stores its
+                         out-of-fold temperature and abstain thresholds (CV: cv.json or its folder)
   --split FILE           reuse a split.json from an earlier run
+  --groups SPEC          where each image's group (source) comes from: FILE.csv:COLUMN (e.g.
+                         manifest.csv:source), prefix:SEP or folder (see phoneside help cv)
+  --val-groups A,B       hold out these whole groups as the validation split (needs --groups): the
+                         honest check of a model on sources it never saw
   --views N              trunk feature views cached per training image: 1 clean + N-1 augmented (default 4)
-  --no-augment           train on clean images only
+  --augment NAME         augmentation strength: default, strong (adds perspective, grayscale, blur,
+                         JPEG re-encoding, cut-out, stronger crops and 90° turns) or none
+  --no-augment           train on clean images only (same as --augment none --views 1)
   --limit-per-class N    use at most N images per class (quick experiments)
 Optimisation:
   --epochs N             maximum epochs (default 30)
@@ -64,6 +76,10 @@ Optimisation:
   --optimizer adam|adamw (default adamw)   --weight-decay X (default 1e-4)
   --loss focal|ce        (default focal)   --gamma G (default 2)   --class-alpha A,B,C (per class)
   --scheduler plateau|cosine|none (default plateau)   --lr-patience N (2)   --lr-factor F (0.5)
+  --label-smoothing X    smoothed targets (1-X) one-hot + X/classes, focal and ce (default 0: off)
+  --mixup A              mix trunk features and labels per batch, lambda ~ Beta(A, A) (default 0: off)
+  --balanced-sampling    draw each epoch's images inversely to class frequency (with replacement)
+  --ema D                EMA of the weights (decay D, e.g. 0.99) for validation and the model (default off)
   --patience N           early stopping patience on validation loss (default 5)
   --min-delta X          (default 1e-3)
   --backend wasm|cpu     tfjs backend for the trainable layers (default wasm)
@@ -102,27 +118,8 @@ const COMMON = {
 const num = (v: Values, name: string): number | undefined => numberOpt(v, name);
 const int = (v: Values, name: string, min = 0): number | undefined => intOpt(v, name, min);
 
-function list(v: Values, name: string): number[] | undefined {
-  const s = v[name];
-  if (typeof s !== 'string') return undefined;
-  const parts = s.split(',').map((p) => Number(p.trim()));
-  if (parts.some((p) => !Number.isFinite(p))) throw new CommandUsageError(`--${name} must be comma-separated numbers, got '${s}'`);
-  return parts;
-}
-
-function choice<T extends string>(v: Values, name: string, allowed: readonly T[]): T | undefined {
-  const s = v[name];
-  if (s === undefined) return undefined;
-  if (!allowed.includes(s as T)) throw new CommandUsageError(`--${name} must be one of ${allowed.join(', ')}, got '${String(s)}'`);
-  return s as T;
-}
-
 function applyCommon(v: Values): void {
   applyEnvOptions(v);
-}
-
-function defined<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, x]) => x !== undefined)) as Partial<T>;
 }
 
 async function cmdTrain(args: string[]): Promise<number> {
@@ -131,36 +128,14 @@ async function cmdTrain(args: string[]): Promise<number> {
     allowPositionals: true,
     options: {
       ...COMMON,
-      backbone: { type: 'string' },
-      alpha: { type: 'string' },
-      'top-blocks': { type: 'string' },
-      'head-units': { type: 'string' },
-      dropout: { type: 'string' },
+      ...RECIPE_OPTIONS,
       out: { type: 'string' },
-      seed: { type: 'string' },
       'val-fraction': { type: 'string' },
       split: { type: 'string' },
-      views: { type: 'string' },
-      'no-augment': { type: 'boolean' },
-      'limit-per-class': { type: 'string' },
       temperature: { type: 'string' },
-      epochs: { type: 'string' },
-      'batch-size': { type: 'string' },
-      lr: { type: 'string' },
-      'top-lr-scale': { type: 'string' },
-      optimizer: { type: 'string' },
-      'weight-decay': { type: 'string' },
-      loss: { type: 'string' },
-      gamma: { type: 'string' },
-      'class-alpha': { type: 'string' },
-      scheduler: { type: 'string' },
-      'lr-patience': { type: 'string' },
-      'lr-factor': { type: 'string' },
-      patience: { type: 'string' },
-      'min-delta': { type: 'string' },
-      backend: { type: 'string' },
-      'no-feature-cache': { type: 'boolean' },
-      quiet: { type: 'boolean' },
+      groups: { type: 'string' },
+      'val-groups': { type: 'string' },
+      'from-cv': { type: 'string' },
       json: { type: 'boolean' },
     },
   });
@@ -170,47 +145,21 @@ async function cmdTrain(args: string[]): Promise<number> {
   }
   if (positionals.length !== 1) throw new CommandUsageError('train takes exactly one DATA_DIR (see phoneside help train)');
   applyCommon(v);
-  const headUnits = list(v, 'head-units');
-  if (headUnits && (headUnits.length !== 2 || headUnits.some((u) => !Number.isInteger(u) || u < 1))) {
-    throw new CommandUsageError('--head-units takes two positive integers, e.g. 512,128');
-  }
+  const valGroups = typeof v['val-groups'] === 'string' ? v['val-groups'].split(',').map((g) => g.trim()).filter((g) => g !== '') : undefined;
+  if (valGroups && valGroups.length === 0) throw new CommandUsageError('--val-groups needs group names, e.g. --val-groups photo,apple_web');
+  if (valGroups && typeof v.groups !== 'string') throw new CommandUsageError('--val-groups needs --groups (e.g. --groups manifest.csv:source)');
   const { train } = await import('../train/train.js');
-  const { IDENTITY_AUGMENT } = await import('../data/augment.js');
   const result = await train(positionals[0]!, {
-    backbone: (v.backbone as string | undefined) ?? 'resnet50',
+    ...(await recipeFromArgs(v)),
     ...defined({
-      alpha: num(v, 'alpha'),
-      weights: v.weights as string | undefined,
       out: v.out as string | undefined,
-      seed: int(v, 'seed'),
       valFraction: num(v, 'val-fraction'),
       split: v.split as string | undefined,
-      topBlocks: int(v, 'top-blocks'),
-      headUnits: headUnits as [number, number] | undefined,
-      dropout: num(v, 'dropout'),
-      epochs: int(v, 'epochs', 1),
-      batchSize: int(v, 'batch-size', 2),
-      lr: num(v, 'lr'),
-      topLrScale: num(v, 'top-lr-scale'),
-      optimizer: choice(v, 'optimizer', ['adam', 'adamw'] as const),
-      weightDecay: num(v, 'weight-decay'),
-      loss: choice(v, 'loss', ['focal', 'ce'] as const),
-      gamma: num(v, 'gamma'),
-      classAlpha: list(v, 'class-alpha'),
-      scheduler: choice(v, 'scheduler', ['plateau', 'cosine', 'none'] as const),
-      lrPatience: int(v, 'lr-patience'),
-      lrFactor: num(v, 'lr-factor'),
-      patience: int(v, 'patience', 1),
-      minDelta: num(v, 'min-delta'),
-      views: int(v, 'views', 1),
-      limitPerClass: int(v, 'limit-per-class', 1),
       temperature: num(v, 'temperature'),
-      threads: int(v, 'threads'),
-      backend: choice(v, 'backend', ['wasm', 'cpu'] as const),
+      groups: v.groups as string | undefined,
+      valGroups,
+      fromCv: v['from-cv'] as string | undefined,
     }),
-    ...(v['no-augment'] ? { augment: { ...IDENTITY_AUGMENT }, views: 1 } : {}),
-    featureCache: !v['no-feature-cache'],
-    verbose: !v.quiet,
   });
   const t = result.timings;
   const ev = result.evaluation;
@@ -308,6 +257,7 @@ function cmdBackbones(): number {
 const VERB_HELP: Record<string, string> = {
   train: TRAIN_HELP,
   evaluate: EVALUATE_HELP,
+  cv: CV_HELP,
   predict: PREDICT_HELP,
   export: EXPORT_HELP,
   compare: COMPARE_HELP,
@@ -323,6 +273,8 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdTrain(rest);
       case 'evaluate':
         return await cmdEvaluate(rest);
+      case 'cv':
+        return await cmdCv(rest);
       case 'predict':
         return await cmdPredict(rest);
       case 'export':

@@ -52,3 +52,25 @@ export function applyEnvOptions(v: OptionValues): void {
   if (typeof v['cache-dir'] === 'string') env.cacheDir = v['cache-dir'];
   if (v['offline'] === true) env.offline = true;
 }
+
+/** Option `--name` as comma-separated numbers; undefined if absent. */
+export function numberList(v: OptionValues, name: string): number[] | undefined {
+  const s = v[name];
+  if (typeof s !== 'string') return undefined;
+  const parts = s.split(',').map((p) => Number(p.trim()));
+  if (parts.some((p) => !Number.isFinite(p))) throw new CommandUsageError(`--${name} must be comma-separated numbers, got '${s}'`);
+  return parts;
+}
+
+/** Option `--name` as one of `allowed`; undefined if absent. */
+export function choice<T extends string>(v: OptionValues, name: string, allowed: readonly T[]): T | undefined {
+  const s = v[name];
+  if (s === undefined) return undefined;
+  if (!allowed.includes(s as T)) throw new CommandUsageError(`--${name} must be one of ${allowed.join(', ')}, got '${String(s)}'`);
+  return s as T;
+}
+
+/** `o` without its undefined fields (so that spreading it keeps the library's defaults). */
+export function defined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, x]) => x !== undefined)) as Partial<T>;
+}

@@ -3,6 +3,7 @@
  * one row per image (table, JSON lines or CSV) plus a summary. Inference only: nothing here (or
  * below) imports tfjs or the training code.
  */
+import { csvField } from '../util/csv.js';
 import { parseArgs } from 'node:util';
 import type { Classifier } from '../infer/classifier.js';
 import { expandInputs } from '../infer/inputs.js';
@@ -46,10 +47,7 @@ function jsonRow(r: PredictionRow): string {
   return JSON.stringify(o);
 }
 
-/** RFC 4180 quoting, only where needed. */
-export function csvField(s: string): string {
-  return /[",\r\n]|^\s|\s$/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
-}
+export { csvField };
 
 function csvHeader(classes: readonly string[]): string {
   return ['path', 'label', 'top', 'confidence', ...classes.map((c) => `prob_${c}`), 'ms', 'error'].map(csvField).join(',');

@@ -15,6 +15,7 @@ export const SERVE_HELP = `phoneside serve [--model M] [--host 127.0.0.1] [--por
 
 Serves the classifier over HTTP and the web page at '/':
   POST /v1/classify      images as multipart file fields, or one image as the raw body -> JSON
+                         (?thresholds=false: the raw top class, ignoring the model's thresholds)
   GET  /v1/models        loaded models: classes, preprocessing, thresholds, validation metrics
   GET  /healthz /readyz  liveness / readiness        GET /metrics   Prometheus text
   GET  /docs             OpenAPI description         GET /models/device.{json,onnx}  on-device model
@@ -22,6 +23,8 @@ Options:
   --model M              model for /v1/classify: resnet50 (default), mobilenet_v2, a bundle or run folder, or an .onnx
   --device-model M       model the page runs in the browser (default mobilenet_v2)
   --no-device-model      serve no on-device model
+  --no-thresholds        answer the top class even below the model's per-class minimum confidence
+                         (by default below it is 'uncertain'), in the API and the page's on-device mode
   --host H               address to bind (default 127.0.0.1; 0.0.0.0 exposes it to the network: set an API key)
   --port N               (default 8080; 0 = any free port)
   --api-key KEY          require KEY on /v1/* (Authorization: Bearer KEY or X-API-Key: KEY); env PHONESIDE_API_KEY
@@ -42,7 +45,8 @@ function mbOpt(v: OptionValues, name: string): number | undefined {
   return n === undefined ? undefined : Math.floor(n * 1048576);
 }
 
-function parse(args: string[]): { options: ServeOptions; v: OptionValues } {
+/** The options `args` ask for (usage errors throw CommandUsageError); `v` is parseArgs' values. */
+export function parseServeArgs(args: string[]): { options: ServeOptions; v: OptionValues } {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
@@ -50,6 +54,7 @@ function parse(args: string[]): { options: ServeOptions; v: OptionValues } {
       model: { type: 'string', short: 'm' },
       'device-model': { type: 'string' },
       'no-device-model': { type: 'boolean' },
+      'no-thresholds': { type: 'boolean' },
       host: { type: 'string' },
       port: { type: 'string', short: 'p' },
       'api-key': { type: 'string' },
@@ -92,6 +97,7 @@ function parse(args: string[]): { options: ServeOptions; v: OptionValues } {
       maxPixels: intOpt(v, 'max-pixels', 1),
       weights: str('weights'),
       deviceWeights: str('device-weights'),
+      thresholds: v['no-thresholds'] ? false : undefined,
       logger: !v['quiet'],
     }).filter(([, x]) => x !== undefined),
   ) as ServeOptions;
@@ -104,7 +110,7 @@ export async function cmdServe(args: string[], io: CliIO = { stdout: process.std
   let options: ServeOptions;
   let v: OptionValues;
   try {
-    ({ options, v } = parse(args));
+    ({ options, v } = parseServeArgs(args));
     if (v['help']) {
       io.stdout.write(SERVE_HELP);
       return 0;
@@ -140,6 +146,7 @@ export async function cmdServe(args: string[], io: CliIO = { stdout: process.std
     `  model      ${info.model.id} ${info.model.version} (${info.model.path})`,
     `  on-device  ${info.device === null ? 'none' : 'error' in info.device ? `unavailable: ${info.device.error}` : `${info.device.id} ${info.device.version}`}`,
     `  inference  ${info.engine}; ${info.slots} at once, up to ${info.queueCapacity} waiting, then 503`,
+    `  thresholds ${options.thresholds === false ? "off (--no-thresholds): the raw top class; ?thresholds=true turns them on" : "the model's own, when it has any (?thresholds=false for the raw top class)"}`,
     `  api key    ${options.apiKey !== undefined ? 'required on /v1/*' : 'none'}`,
   ];
   if (info.pageError) lines.push(`  web page   unavailable: ${info.pageError}`);

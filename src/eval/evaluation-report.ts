@@ -6,6 +6,7 @@ import { argmax, classificationMetrics } from './metrics.js';
 import { metricsToJSON, type MetricsJSON } from './report.js';
 import { mostConfusedPairs, precisionRecallCurve, reliabilityDiagram, uncalibrate, type ConfusedPair, type PrPoint, type Reliability } from './curves.js';
 import type { RunArtifacts } from './run-artifacts.js';
+import type { GroupScore } from './group-metrics.js';
 
 export const EVALUATION_REPORT_SCHEMA = 'phoneside.evaluation-report/1';
 export const RELIABILITY_BINS = 15;
@@ -17,6 +18,8 @@ export interface ReportPrediction {
   predicted: string;
   /** Model output: calibrated (temperature-scaled) probabilities in class order. */
   probabilities: number[];
+  /** The image's group (source), when the report comes from group cross-validation. */
+  group?: string;
 }
 
 export interface Mistake {
@@ -55,6 +58,8 @@ export interface EvaluationReport {
   training: { epochs: RunArtifacts['epochs']; bestEpoch: number | null } | null;
   /** From the run folder's data-report.json (null for a bare model). */
   dataSummary: RunArtifacts['dataReport'];
+  /** Per-group figures (group cross-validation); null otherwise. */
+  groups: GroupScore[] | null;
   predictions: ReportPrediction[];
 }
 
@@ -65,6 +70,13 @@ export interface BuildReportInput {
   model: { path: string; backbone: string };
   data: { dir: string; subset: 'all' | 'train' | 'val'; skipped: { path: string; reason: string }[] };
   run?: RunArtifacts | undefined;
+  /** Per-group figures, for a report of group cross-validation. */
+  groups?: GroupScore[];
+  /**
+   * Probabilities at T = 1 for the 'before' reliability diagram, when the predictions were not all
+   * scaled by `temperature` (cross-validation folds each fit their own); default: derived from it.
+   */
+  probabilitiesAtT1?: number[][];
 }
 
 export function buildEvaluationReport(input: BuildReportInput): EvaluationReport {
@@ -100,13 +112,14 @@ export function buildEvaluationReport(input: BuildReportInput): EvaluationReport
     prCurves,
     calibration: {
       temperature: input.temperature,
-      before: reliabilityDiagram(uncalibrate(probs, input.temperature), yTrue, RELIABILITY_BINS),
+      before: reliabilityDiagram(input.probabilitiesAtT1 ?? uncalibrate(probs, input.temperature), yTrue, RELIABILITY_BINS),
       after: reliabilityDiagram(probs, yTrue, RELIABILITY_BINS),
     },
     confusedPairs: mostConfusedPairs(metrics.confusion, classes),
     mistakes,
     training: input.run ? { epochs: input.run.epochs, bestEpoch: input.run.bestEpoch } : null,
     dataSummary: input.run?.dataReport ?? null,
+    groups: input.groups ?? null,
     predictions,
   };
 }

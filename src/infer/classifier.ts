@@ -63,7 +63,7 @@ const sessionOptions = (threads: number | undefined): ort.InferenceSession.Sessi
 
 /** The ClassifierInfo of a bundle manifest (thresholds validated against its classes). */
 export function infoFromManifest(manifest: BundleManifest, createdAt = manifest.createdAt): ClassifierInfo {
-  const raw = (manifest as BundleManifest & { thresholds?: unknown }).thresholds;
+  const raw: unknown = manifest.thresholds;
   const thresholds = parseThresholds(raw, 'manifest.json');
   for (const k of Object.keys(thresholds)) {
     if (!manifest.classes.includes(k)) throw new Error(`manifest.json: threshold for unknown class '${k}' (classes: ${manifest.classes.join(', ')})`);

@@ -52,6 +52,11 @@ export interface BundleManifest {
   head: { units: number[]; dropout: number };
   /** Softmax temperature fitted on validation (1 = none). */
   temperature: number;
+  /**
+   * Per-class minimum confidence: below it the answer is 'uncertain' (fitted by `phoneside cv` on
+   * out-of-fold predictions; absent = always answer).
+   */
+  thresholds?: Record<string, number>;
   /** Free-form summary (validation metrics, data, recipe) for model cards. */
   info: Record<string, unknown>;
   /** Storage type of weights.bin (default float32); values are float32 once loaded. */

@@ -67,10 +67,16 @@ export async function registerClassifyRoute(app: FastifyInstance, ctx: ClassifyC
     });
     scope.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: cfg.maxFileBytes }, (_req, body, done) => done(null, body));
 
-    scope.post<{ Querystring: { minConfidence?: number } }>(
+    scope.post<{ Querystring: { minConfidence?: number; thresholds?: boolean } }>(
       '/v1/classify',
       {
-        schema: { querystring: { type: 'object', properties: { minConfidence: { type: 'number', minimum: 0, maximum: 1 } }, additionalProperties: false } },
+        schema: {
+          querystring: {
+            type: 'object',
+            properties: { minConfidence: { type: 'number', minimum: 0, maximum: 1 }, thresholds: { type: 'boolean' } },
+            additionalProperties: false,
+          },
+        },
         onRequest: async (req, reply) => {
           const len = Number(req.headers['content-length']);
           const multi = /^multipart\/form-data/i.test(req.headers['content-type'] ?? '');
@@ -100,6 +106,8 @@ export async function registerClassifyRoute(app: FastifyInstance, ctx: ClassifyC
       async (req, reply) => {
         const st = state.get(req)!;
         const minConfidence = req.query.minConfidence ?? 0;
+        // The model's per-class thresholds: the server's default (--no-thresholds), or the request's.
+        const thresholds = (req.query.thresholds ?? cfg.thresholds) ? model.info.thresholds : {};
         try {
           const uploads = await untilAborted(readUploads(req, cfg.maxBodyBytes), st.abort.signal);
           const decoded = await untilAborted(decodeUploads(uploads, pre, cfg.maxPixels), st.abort.signal);
@@ -117,7 +125,7 @@ export async function registerClassifyRoute(app: FastifyInstance, ctx: ClassifyC
           );
           const k = classes.length;
           const results = uploads.map((u, i) => {
-            const d = decide(classes, Array.from(probs.subarray(i * k, (i + 1) * k)), minConfidence, model.info.thresholds);
+            const d = decide(classes, Array.from(probs.subarray(i * k, (i + 1) * k)), minConfidence, thresholds);
             metrics.images.inc({ label: d.label! });
             return {
               filename: u.filename,

@@ -34,6 +34,12 @@ export interface ServeOptions {
   maxFileBytes?: number;
   /** Pixels per image, checked from the header before decoding (default 100 M). */
   maxPixels?: number;
+  /**
+   * Apply the models' own per-class minimum confidences (manifest `thresholds`): below it an image
+   * is answered `uncertain` (default true). false = the raw top class, on /v1/classify (unless a
+   * request asks `?thresholds=true`) and in the page's on-device mode (/models/device.json).
+   */
+  thresholds?: boolean;
   /** Use the assembled-ONNX cache under env.cacheDir (default true). */
   cache?: boolean;
   /** fastify's request log (pino, JSON lines on stdout); default false. */
@@ -58,6 +64,8 @@ export interface ServeConfig {
   limits: UploadLimits;
   rawLimits: UploadLimits;
   apiKey: string | undefined;
+  /** Whether the models' per-class thresholds apply by default (a request may say otherwise). */
+  thresholds: boolean;
 }
 
 function positiveInt(name: string, v: number | undefined, dflt: number, min = 1): number {
@@ -79,5 +87,5 @@ export function resolveServeConfig(opts: ServeOptions): ServeConfig {
   const limits = { maxBodyBytes, maxFileBytes, maxFiles };
   const rawLimits = { ...limits, maxBodyBytes: maxFileBytes }; // a raw body is one image
   const apiKey = opts.apiKey !== undefined && opts.apiKey !== '' ? opts.apiKey : undefined;
-  return { workers, threads, queueSize, timeoutMs, maxFiles, maxBodyBytes, maxFileBytes, maxPixels, limits, rawLimits, apiKey };
+  return { workers, threads, queueSize, timeoutMs, maxFiles, maxBodyBytes, maxFileBytes, maxPixels, limits, rawLimits, apiKey, thresholds: opts.thresholds !== false };
 }

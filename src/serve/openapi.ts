@@ -10,6 +10,8 @@ export interface DocLimits {
   maxPixels: number;
   timeoutMs: number;
   apiKey: boolean;
+  /** Whether the model's per-class thresholds apply by default (false under --no-thresholds); default true. */
+  thresholds?: boolean;
 }
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
@@ -23,6 +25,7 @@ const errorResponse = (description: string): Json => ({
 
 export function openApiDocument(l: DocLimits, version: string): Record<string, Json> {
   const security: Json = l.apiKey ? [{ bearer: [] }, { apiKey: [] }] : [];
+  const thresholdsOn = l.thresholds !== false;
   return {
     openapi: '3.1.0',
     info: {
@@ -52,8 +55,18 @@ export function openApiDocument(l: DocLimits, version: string): Record<string, J
               name: 'minConfidence',
               in: 'query',
               required: false,
-              description: "Answer 'uncertain' when the top probability is below this (0..1); the model's own per-class thresholds apply too.",
+              description: "Answer 'uncertain' when the top probability is below this (0..1); the model's own per-class thresholds apply too (see `thresholds`).",
               schema: { type: 'number', minimum: 0, maximum: 1 },
+            },
+            {
+              name: 'thresholds',
+              in: 'query',
+              required: false,
+              description:
+                "Apply the model's own per-class minimum confidences (its `thresholds`, listed by GET /v1/models): an image whose top probability is below " +
+                "the threshold of its top class is answered 'uncertain'. `thresholds=false` gives the raw label (the most probable class). " +
+                `Default: ${thresholdsOn ? 'true' : "false on this server, which runs with --no-thresholds ('thresholds=true' turns them on)"}.`,
+              schema: { type: 'boolean', default: thresholdsOn },
             },
           ],
           requestBody: {
@@ -85,7 +98,7 @@ export function openApiDocument(l: DocLimits, version: string): Record<string, J
       },
       '/models/device.json': {
         get: {
-          summary: 'The on-device model for the web page: classes, preprocessing and where its ONNX file is',
+          summary: 'The on-device model for the web page: classes, preprocessing, the thresholds the page applies, and where its ONNX file is',
           responses: {
             '200': { description: 'Device model description', content: { 'application/json': { schema: { $ref: '#/components/schemas/DeviceModel' } } } },
             '404': errorResponse('the server runs without a device model'),
@@ -159,7 +172,7 @@ export function openApiDocument(l: DocLimits, version: string): Record<string, J
                 required: ['filename', 'label', 'predicted', 'confidence', 'probabilities', 'ms'],
                 properties: {
                   filename: { type: ['string', 'null'] },
-                  label: { type: 'string', description: "the class, or 'uncertain' when the top probability is below the threshold" },
+                  label: { type: 'string', description: "the class, or 'uncertain' when the top probability is below minConfidence or the model's threshold for that class (unless thresholds=false)" },
                   predicted: { type: 'string', description: 'the most probable class' },
                   confidence: { type: 'number', description: 'probability of `predicted`' },
                   probabilities: { type: 'object', additionalProperties: { type: 'number' } },
@@ -181,7 +194,11 @@ export function openApiDocument(l: DocLimits, version: string): Record<string, J
               type: 'object',
               description: 'decode as 8-bit sRGB, resize to size x size (resize policy), order channels, x = (pixel - mean) / std with pixels in 0..255, NCHW',
             },
-            thresholds: { type: 'object', additionalProperties: { type: 'number' } },
+            thresholds: {
+              type: 'object',
+              additionalProperties: { type: 'number' },
+              description: "per-class minimum confidence the page applies ('uncertain' below it); {} when the server runs with --no-thresholds",
+            },
             temperature: { type: 'number' },
             onnx: { type: 'string' },
           },

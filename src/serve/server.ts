@@ -39,7 +39,9 @@ export async function createServer(opts: ServeOptions = {}): Promise<FastifyInst
     try {
       const m = await loadModel(opts.deviceModel ?? DEFAULT_DEVICE_MODEL, loadOpts(opts.deviceWeights));
       const bytes = await onnxBytes(m);
-      device = { kind: 'ready', model: m, bytes, json: deviceJson(m, bytes, '/models/device.onnx') };
+      const json = deviceJson(m, bytes, '/models/device.onnx');
+      // The page applies what device.json says: none when the server runs with --no-thresholds.
+      device = { kind: 'ready', model: m, bytes, json: cfg.thresholds ? json : { ...json, thresholds: {} } };
     } catch (err) {
       // The API works without it; the page reports the message in its on-device mode.
       const message = err instanceof Error ? err.message : String(err);
@@ -139,6 +141,8 @@ export async function createServer(opts: ServeOptions = {}): Promise<FastifyInst
       classes: m.info.classes,
       preprocessing: m.info.preprocessing,
       thresholds: m.info.thresholds,
+      // Whether those thresholds apply by default (false under --no-thresholds).
+      thresholdsApplied: cfg.thresholds,
       temperature: m.info.temperature,
       createdAt: m.info.createdAt,
       metrics: m.metrics,
@@ -158,7 +162,7 @@ export async function createServer(opts: ServeOptions = {}): Promise<FastifyInst
     });
     app.get('/metrics', async (_req, reply) => reply.type('text/plain; version=0.0.4; charset=utf-8').send(registry.render()));
 
-    const doc = openApiDocument({ maxFiles, maxFileBytes, maxBodyBytes, maxPixels, timeoutMs, apiKey: apiKey !== undefined }, packageVersion());
+    const doc = openApiDocument({ maxFiles, maxFileBytes, maxBodyBytes, maxPixels, timeoutMs, apiKey: apiKey !== undefined, thresholds: cfg.thresholds }, packageVersion());
     const docsHtml = renderDocsHtml(doc);
     app.get('/docs/openapi.json', async () => doc);
     app.get('/docs', async (req, reply) => {

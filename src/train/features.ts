@@ -43,6 +43,45 @@ export interface ExtractStats {
 /** Feature vectors: features[i][v] for source i, view v (view 0 is the un-augmented image). */
 export type FeatureTable = Float32Array[][];
 
+/**
+ * Views for test-time augmentation: deterministic transforms of view 0 (no randomness), so that
+ * the same transform can be folded into an exported ONNX graph and give the same numbers.
+ */
+export type TestView = 'hflip' | 'rot90';
+
+/** Turns a square RGB image a quarter turn clockwise (a phone photographed lying sideways). */
+export function rotateRgb90(img: RgbImage): RgbImage {
+  const { width: n, height, data } = img;
+  if (n !== height) throw new Error(`rotateRgb90: the image must be square, got ${n}x${height}`);
+  const out = new Uint8Array(data.length);
+  for (let y = 0; y < n; y++) {
+    for (let x = 0; x < n; x++) {
+      const src = (y * n + x) * 3;
+      const dst = (x * n + (n - 1 - y)) * 3; // (x, y) -> (n-1-y, x)
+      out[dst] = data[src]!;
+      out[dst + 1] = data[src + 1]!;
+      out[dst + 2] = data[src + 2]!;
+    }
+  }
+  return { data: out, width: n, height: n };
+}
+
+/** Mirrors a size x size RGB image left-right (what a flip of the input tensor's W axis does). */
+export function flipRgb(img: RgbImage): RgbImage {
+  const { width: w, height: h, data } = img;
+  const out = new Uint8Array(data.length);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const src = (y * w + x) * 3;
+      const dst = (y * w + (w - 1 - x)) * 3;
+      out[dst] = data[src]!;
+      out[dst + 1] = data[src + 1]!;
+      out[dst + 2] = data[src + 2]!;
+    }
+  }
+  return { data: out, width: w, height: h };
+}
+
 export class FeatureStore {
   readonly key: string;
   private readonly opts: FeatureStoreOptions;
@@ -54,14 +93,15 @@ export class FeatureStore {
     ).slice(0, 24);
   }
 
-  private file(sha: string, view: number): string | undefined {
+  /** Cache file of a view: a number (0 = clean, others augmented) or a test-time view's name. */
+  private file(sha: string, view: number | TestView): string | undefined {
     if (!this.opts.cacheDir) return undefined;
-    // View 0 does not depend on augmentation or seed: share it across runs with other settings.
-    const key = view === 0 ? sha256Hex(JSON.stringify({ v: 1, trunk: this.opts.trunkKey, pre: this.opts.preprocessing })).slice(0, 24) : this.key;
+    // View 0 and test views do not depend on augmentation or seed: share them across runs with other settings.
+    const key = view === 0 || typeof view === 'string' ? sha256Hex(JSON.stringify({ v: 1, trunk: this.opts.trunkKey, pre: this.opts.preprocessing })).slice(0, 24) : this.key;
     return join(this.opts.cacheDir, 'features', key, sha.slice(0, 2), `${sha}-${view}.f32`);
   }
 
-  private async readCached(sha: string, view: number): Promise<Float32Array | undefined> {
+  private async readCached(sha: string, view: number | TestView): Promise<Float32Array | undefined> {
     const f = this.file(sha, view);
     if (!f) return undefined;
     try {
@@ -73,7 +113,7 @@ export class FeatureStore {
     }
   }
 
-  private async writeCached(sha: string, view: number, data: Float32Array): Promise<void> {
+  private async writeCached(sha: string, view: number | TestView, data: Float32Array): Promise<void> {
     const f = this.file(sha, view);
     if (!f) return;
     await mkdir(dirname(f), { recursive: true });
@@ -83,8 +123,10 @@ export class FeatureStore {
   }
 
   /** One view as size x size RGB. */
-  private async view(src: FeatureSource, decoded: RgbImage | undefined, view: number): Promise<RgbImage> {
+  private async view(src: FeatureSource, decoded: RgbImage | undefined, view: number | TestView): Promise<RgbImage> {
     const { size, resize } = this.opts.preprocessing;
+    if (view === 'hflip') return flipRgb(await loadForModel(src.path, size, resize));
+    if (view === 'rot90') return rotateRgb90(await loadForModel(src.path, size, resize));
     if (view === 0) return loadForModel(src.path, size, resize);
     const rng = createRng(this.opts.seed).fork(src.sha256).fork(view);
     return augment(decoded!, size, rng, this.opts.augment);
@@ -96,18 +138,20 @@ export class FeatureStore {
    */
   async extract(
     sources: readonly FeatureSource[],
-    views: number,
+    views: number | readonly TestView[],
     onProgress?: (done: number, total: number) => void,
   ): Promise<{ features: FeatureTable; stats: ExtractStats }> {
     const { trunk, preprocessing } = this.opts;
     const stats: ExtractStats = { views: 0, fromDisk: 0, computed: 0, decodeSeconds: 0, trunkSeconds: 0 };
-    const total = sources.length * views;
-    const features: FeatureTable = sources.map(() => new Array<Float32Array>(views));
+    // features[i][v] is views[v] when test views are asked for, else view number v.
+    const viewIds: (number | TestView)[] = typeof views === 'number' ? Array.from({ length: views }, (_, v) => v) : [...views];
+    const total = sources.length * viewIds.length;
+    const features: FeatureTable = sources.map(() => new Array<Float32Array>(viewIds.length));
     const todo: { i: number; v: number }[] = [];
     await Promise.all(
       sources.map(async (s, i) => {
-        for (let v = 0; v < views; v++) {
-          const hit = await this.readCached(s.sha256, v);
+        for (let v = 0; v < viewIds.length; v++) {
+          const hit = await this.readCached(s.sha256, viewIds[v]!);
           if (hit) {
             features[i]![v] = hit;
             stats.fromDisk++;
@@ -131,7 +175,8 @@ export class FeatureStore {
         jobs.map(async (job, k) => {
           const src = sources[job.i]!;
           let decoded: RgbImage | undefined;
-          if (job.v > 0) {
+          const id = viewIds[job.v]!;
+          if (typeof id === 'number' && id > 0) {
             let p = decodedCache.get(job.i);
             if (!p) {
               p = loadImage(src.path, { maxSide: 2 * size + size / 2 });
@@ -139,7 +184,7 @@ export class FeatureStore {
             }
             decoded = await p;
           }
-          const img = await this.view(src, decoded, job.v);
+          const img = await this.view(src, decoded, id);
           normalizeToCHW(img.data, preprocessing, x, k * per);
         }),
       );
@@ -161,7 +206,7 @@ export class FeatureStore {
         jobs.map((job, k) => {
           const f = y.slice(k * n, (k + 1) * n);
           features[job.i]![job.v] = f;
-          return this.writeCached(sources[job.i]!.sha256, job.v, f);
+          return this.writeCached(sources[job.i]!.sha256, viewIds[job.v]!, f);
         }),
       );
       stats.computed += jobs.length;

@@ -1,14 +1,26 @@
 /**
  * The training loop over cached trunk features: shuffled mini-batches (one random augmented
  * view per image per epoch), loss, AdamW steps, per-epoch validation, callbacks.
+ *
+ * Optional recipe parts, all off by default (and then drawing nothing from the rng, so runs
+ * without them are unchanged): class-balanced sampling, mixup of the trunk features (manifold
+ * mixup at the cut when top blocks are trained), label smoothing (in the loss config) and an
+ * exponential moving average (EMA) of the trainable weights.
+ *
+ * EMA and early stopping: the EMA weights are swapped into the model at the end of every epoch,
+ * before validation, and stay in while the epoch-end callbacks run; the raw (optimised) weights
+ * are swapped back at the start of the next epoch. So validation, EarlyStopping's snapshot (taken
+ * in onEpochEnd) and its restore (in onTrainEnd) all see EMA weights, and when fit returns the
+ * model holds the EMA weights of the last epoch or, if early stopping restored, of the best one.
+ * BatchNorm moving statistics are not averaged: they stay as trained (snapshots include them).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { ClassifierModel } from '../model/classifier-model.js';
 import { argmax, classificationMetrics } from '../eval/metrics.js';
-import type { Rng } from '../util/rng.js';
+import { betaSample, type Rng } from '../util/rng.js';
 import type { Callback, EpochLogs, TrainerControl } from './callback.js';
 import type { FeatureTable } from './features.js';
-import { makeLoss, type LossConfig } from './loss.js';
+import { makeLoss, makeSoftTargetLoss, type LossConfig } from './loss.js';
 import { AdamOptimizer, type OptimizerConfig } from './optimizer.js';
 
 export interface FitData {
@@ -30,6 +42,19 @@ export interface FitOptions {
   topLrScale: number;
   rng: Rng;
   callbacks: Callback[];
+  /**
+   * Mixup of the trunk features within each training batch: lambda ~ Beta(mixup, mixup) per batch,
+   * x = lambda x_i + (1 - lambda) x_perm(i), loss = lambda L(y_i) + (1 - lambda) L(y_perm(i)).
+   * 0 or undefined: off. Training accuracy counts against the dominant label.
+   */
+  mixup?: number;
+  /**
+   * Each epoch draws as many images as there are, with replacement, with probability inversely
+   * proportional to their class's frequency (classes equally likely), instead of a shuffled pass.
+   */
+  balancedSampling?: boolean;
+  /** Decay of an exponential moving average of the trainable weights, in (0, 1); 0 or undefined: off. */
+  ema?: number;
 }
 
 export interface FitResult {
@@ -74,10 +99,140 @@ export function predictLogits(model: ClassifierModel, rows: readonly Float32Arra
   return out;
 }
 
+/**
+ * One epoch of class-balanced sampling: labels.length indices drawn with replacement, each with
+ * probability proportional to 1 / (its class's count), i.e. a uniformly drawn class, then a
+ * uniformly drawn image of it.
+ */
+export function balancedEpochOrder(labels: readonly number[], rng: Rng): number[] {
+  const byClass = new Map<number, number[]>();
+  labels.forEach((y, i) => {
+    const list = byClass.get(y) ?? [];
+    list.push(i);
+    byClass.set(y, list);
+  });
+  const members = [...byClass.entries()].sort((a, b) => a[0] - b[0]).map(([, list]) => list);
+  return labels.map(() => {
+    const list = members[rng.int(0, members.length)]!;
+    return list[rng.int(0, list.length)]!;
+  });
+}
+
+export interface MixedBatch {
+  /** lambda rows[i] + (1 - lambda) rows[partner[i]]. */
+  rows: Float32Array[];
+  /** Mixed one-hot targets, row-major [batch, numClasses]. */
+  targets: Float32Array;
+  lambda: number;
+  /** A random permutation of the batch positions. */
+  partner: number[];
+  /** The label with the larger weight (labels[i] when lambda >= 0.5): what accuracy counts against. */
+  dominant: number[];
+}
+
+/** Mixup of one batch: lambda ~ Beta(alpha, alpha), partners a random permutation (both from rng). */
+export function mixupBatch(
+  rows: readonly Float32Array[],
+  labels: readonly number[],
+  numClasses: number,
+  alpha: number,
+  rng: Rng,
+): MixedBatch {
+  if (!(alpha > 0) || !Number.isFinite(alpha)) throw new RangeError(`mixup alpha must be > 0, got ${alpha}`);
+  const lambda = betaSample(rng, alpha, alpha);
+  const partner = rng.shuffle([...rows.keys()]);
+  const mixed = rows.map((a, i) => {
+    const b = rows[partner[i]!]!;
+    const out = new Float32Array(a.length);
+    for (let j = 0; j < a.length; j++) out[j] = lambda * a[j]! + (1 - lambda) * b[j]!;
+    return out;
+  });
+  const targets = new Float32Array(rows.length * numClasses);
+  labels.forEach((y, i) => {
+    const j = labels[partner[i]!]!;
+    targets[i * numClasses + y] = lambda + (y === j ? 1 - lambda : 0);
+    if (y !== j) targets[i * numClasses + j] = 1 - lambda;
+  });
+  const dominant = labels.map((y, i) => (lambda >= 0.5 ? y : labels[partner[i]!]!));
+  return { rows: mixed, targets, lambda, partner, dominant };
+}
+
+/**
+ * An exponential moving average of variables, debiased as in Adam (optax.ema with debias): after
+ * t updates, ema = sum_s (1 - d) d^(t - s) w_s / (1 - d^t), computed as
+ * ema += (1 - d) / (1 - d^t) (w - ema). The first update copies the weights, so the average never
+ * drags the initial weights along; decay -> 0 gives the raw weights.
+ */
+export class WeightEma {
+  private steps = 0;
+  private readonly shadow: tf.Variable[];
+  private stash: tf.Tensor[] | undefined;
+
+  constructor(
+    private readonly vars: readonly tf.Variable[],
+    readonly decay: number,
+  ) {
+    if (!(decay > 0 && decay < 1)) throw new RangeError(`ema decay must be in (0, 1), got ${decay}`);
+    // tidy frees the clones; each variable keeps its own reference to the data.
+    this.shadow = tf.tidy(() => vars.map((v) => tf.variable(v.clone(), false)));
+  }
+
+  /** Number of updates so far. */
+  get updates(): number {
+    return this.steps;
+  }
+
+  /** Fold the variables' current values in (after each optimiser step). */
+  update(): void {
+    if (this.stash) throw new Error('WeightEma.update: the EMA weights are swapped in');
+    this.steps++;
+    const rate = (1 - this.decay) / (1 - this.decay ** this.steps);
+    tf.tidy(() => {
+      this.vars.forEach((v, i) => {
+        const s = this.shadow[i]!;
+        s.assign(this.steps === 1 ? v : tf.add(s, tf.mul(tf.sub(v, s), rate)));
+      });
+    });
+  }
+
+  /** Put the EMA weights into the variables, keeping the raw ones aside; no-op if already in. */
+  swapIn(): void {
+    if (this.stash) return;
+    this.stash = this.vars.map((v) => tf.keep(v.clone()));
+    this.vars.forEach((v, i) => v.assign(this.shadow[i]!));
+  }
+
+  /** Put the raw weights back; no-op if the EMA weights are not in. */
+  swapOut(): void {
+    if (!this.stash) return;
+    this.vars.forEach((v, i) => v.assign(this.stash![i]!));
+    tf.dispose(this.stash);
+    this.stash = undefined;
+  }
+
+  /** Frees the average (and the raw weights, if the EMA weights are in: they stay in the variables). */
+  dispose(): void {
+    if (this.stash) tf.dispose(this.stash);
+    this.stash = undefined;
+    tf.dispose(this.shadow);
+  }
+}
+
 export async function fit(model: ClassifierModel, data: FitData, opts: FitOptions): Promise<FitResult> {
   const loss = makeLoss(opts.loss);
+  const mixup = opts.mixup ?? 0;
+  if (!(mixup >= 0) || !Number.isFinite(mixup)) throw new RangeError(`mixup must be >= 0, got ${mixup}`);
+  const emaDecay = opts.ema ?? 0;
+  if (!(emaDecay >= 0 && emaDecay < 1)) throw new RangeError(`ema must be in [0, 1), got ${emaDecay}`);
+  const softLoss = mixup > 0 ? makeSoftTargetLoss(opts.loss) : undefined;
+  // Own streams, derived from the seed only: switching mixup on leaves the main stream's draws
+  // (order, views, dropout seeds) as they were; balanced sampling replaces the shuffle's draws.
+  const mixRng = opts.rng.fork('mixup');
+  const sampleRng = opts.rng.fork('balanced-sampling');
+  const numClasses = data.classes.length;
   const optimizer = new AdamOptimizer(opts.optimizer);
   const vars = model.trainableVariables;
+  const ema = emaDecay > 0 ? new WeightEma(vars, emaDecay) : undefined;
   const lrScale = new Map(model.topVariables.map((v) => [v, opts.topLrScale] as const));
   let snapshot: tf.Tensor[] | undefined;
   const ctl: TrainerControl = {
@@ -103,7 +258,8 @@ export async function fit(model: ClassifierModel, data: FitData, opts: FitOption
       const lr = ctl.lr;
       optimizer.lr = lr;
       const t0 = performance.now();
-      const order = opts.rng.shuffle([...Array(n).keys()]);
+      ema?.swapOut(); // train the raw weights (the EMA ones were in for the last validation)
+      const order = opts.balancedSampling ? balancedEpochOrder(data.trainLabels, sampleRng) : opts.rng.shuffle([...Array(n).keys()]);
       let lossSum = 0;
       let correct = 0;
       let seen = 0;
@@ -117,28 +273,33 @@ export async function fit(model: ClassifierModel, data: FitData, opts: FitOption
         });
         const labels = idx.map((i) => data.trainLabels[i]!);
         const seed = opts.rng.int(0, 2 ** 31 - 1);
+        const mixed = softLoss ? mixupBatch(rows, labels, numClasses, mixup, mixRng) : undefined;
         const { value, grads, preds } = tf.tidy(() => {
-          const x = stack(rows, model.featureShape);
+          const x = stack(mixed ? mixed.rows : rows, model.featureShape);
           const y = tf.tensor1d(labels, 'int32');
+          const q = mixed ? tf.tensor2d(mixed.targets, [labels.length, numClasses]) : undefined;
           let predsT: tf.Tensor | undefined;
           const r = tf.variableGrads(() => {
             const logits = model.forward(x, true, seed);
             predsT = tf.keep(tf.argMax(logits, 1));
-            return loss(logits, y);
+            return softLoss && q ? softLoss(logits, q) : loss(logits, y);
           }, vars);
           return { value: r.value, grads: r.grads, preds: predsT! };
         });
         optimizer.apply(vars, grads, lrScale);
+        ema?.update();
         const batchLoss = (await value.data())[0]!;
         const p = await preds.data();
         tf.dispose([value, preds, ...Object.values(grads)]);
+        const truth = mixed ? mixed.dominant : labels;
         p.forEach((v, k) => {
-          if (v === labels[k]) correct++;
+          if (v === truth[k]) correct++;
         });
         lossSum += batchLoss * idx.length;
         seen += idx.length;
         for (const cb of opts.callbacks) await cb.onBatchEnd?.({ batch: b + 1, batches, loss: batchLoss }, ctl);
       }
+      ema?.swapIn(); // validate (and let callbacks snapshot) the EMA weights
       // Without a validation split (training on all images) the validation figures are NaN.
       const val =
         data.val.length > 0
@@ -161,6 +322,8 @@ export async function fit(model: ClassifierModel, data: FitData, opts: FitOption
   } finally {
     snapshot?.forEach((t) => t.dispose());
     optimizer.dispose();
+    ema?.dispose(); // the model keeps what it holds now: EMA weights, unless training failed mid-epoch
+
   }
   return { history, epochsRun: history.length };
 }

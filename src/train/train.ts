@@ -6,11 +6,13 @@
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { cutLayer, getBackbone } from '../backbones/registry.js';
-import { loadBackbone } from '../backbones/load.js';
+import { cutLayer, getBackbone, type BackboneSpec } from '../backbones/registry.js';
+import { loadBackbone, type LoadedBackbone } from '../backbones/load.js';
 import { inferShapes } from '../backbones/graph.js';
 import { DEFAULT_AUGMENT, type AugmentConfig } from '../data/augment.js';
-import { checkDecodable, scanDataset, type DatasetItem, type SkippedFile } from '../data/dataset.js';
+import { checkDecodable, scanDataset, type DatasetItem, type DatasetScan, type SkippedFile } from '../data/dataset.js';
+import { assignGroups, parseGroupSpec } from '../data/groups.js';
+import { readCvReport } from '../eval/cv-report.js';
 import { findNearDuplicates, perceptualHash } from '../data/phash.js';
 import { applySplitManifest, parseSplitManifest, splitManifest, stratifiedSplit, type SplitManifest } from '../data/split.js';
 import { env } from '../env.js';
@@ -19,13 +21,13 @@ import { formatClassificationReport, formatConfusionMatrix, metricsToJSON } from
 import { saveBundle, BUNDLE_FORMAT, BUNDLE_VERSION, type ModelBundle } from '../model/bundle.js';
 import { ClassifierModel } from '../model/classifier-model.js';
 import { Trunk } from '../model/trunk.js';
-import { createRng } from '../util/rng.js';
+import { createRng, type Rng } from '../util/rng.js';
 import { ProgressBar, type ProgressStream } from '../util/progress.js';
 import { initTrainingBackend, type TrainingBackend } from './backend.js';
 import type { Callback, EpochLogs } from './callback.js';
 import { CosineAnnealing, EarlyStopping, JsonlLogger, ProgressCallback, ReduceLROnPlateau } from './callbacks.js';
 import { FeatureStore } from './features.js';
-import { evaluateFeatures, fit, predictLogits } from './fit.js';
+import { evaluateFeatures, fit, predictLogits, type FitData } from './fit.js';
 import { fitTemperature, softmaxWithTemperature } from '../eval/calibration.js';
 import { buildEvaluationReport } from '../eval/evaluation-report.js';
 import { writeEvaluationHtml } from '../eval/html-report.js';
@@ -46,6 +48,15 @@ export interface TrainOptions {
   valFraction: number;
   /** A split.json from an earlier run, to reproduce its split. */
   split?: string;
+  /** Where each image's group (source) comes from: `FILE.csv:COLUMN`, `prefix:SEP` or `folder` (see data/groups.ts). */
+  groups?: string;
+  /** Hold out these whole groups as the validation split (needs `groups`). */
+  valGroups?: string[];
+  /**
+   * A cv report (cv.json or its folder) of this recipe: train a final model on all images for its
+   * median best epoch, and store its out-of-fold temperature and abstain thresholds.
+   */
+  fromCv?: string;
   /** Backbone blocks fine-tuned, counted from the top (default: the backbone's validated default). */
   topBlocks?: number;
   headUnits?: [number, number];
@@ -61,6 +72,14 @@ export interface TrainOptions {
   gamma: number;
   /** Per-class alpha for the loss, in class order. */
   classAlpha?: number[];
+  /** Label smoothing eps in [0, 1): targets (1 - eps) one-hot + eps / classes, for focal and ce (0 = off). */
+  labelSmoothing?: number;
+  /** Mixup of the cached trunk features per batch, lambda ~ Beta(mixup, mixup) (0 = off). */
+  mixup?: number;
+  /** Draw each epoch's images with probability inversely proportional to class frequency (with replacement). */
+  balancedSampling?: boolean;
+  /** Decay in (0, 1) of an EMA of the trainable weights, used for validation and kept at the end (0 = off). */
+  ema?: number;
   scheduler: 'plateau' | 'cosine' | 'none';
   lrPatience: number;
   lrFactor: number;
@@ -98,6 +117,10 @@ export const DEFAULT_TRAIN_OPTIONS: Omit<TrainOptions, 'backbone'> = {
   weightDecay: 1e-4,
   loss: 'focal',
   gamma: 2,
+  labelSmoothing: 0,
+  mixup: 0,
+  balancedSampling: false,
+  ema: 0,
   scheduler: 'plateau',
   lrPatience: 2,
   lrFactor: 0.5,
@@ -151,27 +174,31 @@ function limitItems(items: DatasetItem[], perClass: number | undefined, seed: nu
   return [...byClass.values()].flatMap((list) => rng.shuffle(list).slice(0, perClass));
 }
 
-/**
- * Hamming distance (of 64 pHash bits) at or below which two images count as near-duplicates.
- * On the phones set, 4 caught the one real pair (recompressed copies); 6 mostly paired different
- * product shots with the same outline on white.
- */
-const NEAR_DUPLICATE_DISTANCE = 4;
+/** What every trainer (train, cv) logs and draws progress bars with. */
+export interface TrainLog {
+  log: (msg: string) => void;
+  stream: ProgressStream;
+}
 
-export async function train(dataDir: string, options: Partial<TrainOptions> & { backbone: string }): Promise<TrainResult> {
-  const opts: TrainOptions = { ...DEFAULT_TRAIN_OPTIONS, ...options, augment: { ...DEFAULT_AUGMENT, ...options.augment } };
-  const log = (msg: string): void => {
-    if (opts.verbose) (opts.progress ?? process.stderr).write(`${msg}\n`);
-  };
-  const stream = opts.verbose ? (opts.progress ?? process.stderr) : { write: () => true };
-  const tStart = performance.now();
-  const spec = getBackbone(opts.backbone, opts.alpha === undefined ? {} : { alpha: opts.alpha });
-  const topBlocks = opts.topBlocks ?? spec.defaultTopBlocks;
-  const cut = cutLayer(spec, topBlocks);
-  const headUnits = opts.headUnits ?? spec.defaultHeadUnits;
-  const runDir = resolve(opts.out ?? join('runs', `${spec.id}-${new Date().toISOString().replace(/[:.]/g, '-')}`));
+export function trainLog(opts: Pick<TrainOptions, 'verbose' | 'progress'>): TrainLog {
+  const stream: ProgressStream = opts.verbose ? (opts.progress ?? process.stderr) : { write: () => true };
+  return { stream, log: (msg) => void stream.write(`${msg}\n`) };
+}
 
-  // 1. Files: scan, decode check, split.
+export interface TrainingImages {
+  scan: DatasetScan;
+  /** The decodable images (after --limit-per-class). */
+  items: DatasetItem[];
+  skipped: SkippedFile[];
+  classes: string[];
+  scanSeconds: number;
+  checkSeconds: number;
+}
+
+/** Scan a data folder and keep the images that decode; the others are reported, never fatal. */
+export async function loadTrainingImages(
+  dataDir: string, opts: Pick<TrainOptions, 'limitPerClass' | 'seed'>, stream: ProgressStream, log: (msg: string) => void,
+): Promise<TrainingImages> {
   let t = performance.now();
   const scan = await scanDataset(dataDir);
   const scanSeconds = (performance.now() - t) / 1000;
@@ -184,13 +211,176 @@ export async function train(dataDir: string, options: Partial<TrainOptions> & { 
   const skipped = [...scan.skipped, ...checked.skipped];
   for (const s of skipped) log(`warning: skipped ${s.path}: ${s.reason}`);
   for (const w of scan.warnings) log(`warning: ${w}`);
-  const items = checked.ok;
-  const classes = scan.classes;
+  return { scan, items: checked.ok, skipped, classes: scan.classes, scanSeconds, checkSeconds };
+}
+
+/**
+ * Hamming distance (of 64 pHash bits) at or below which two images count as near-duplicates.
+ * On the phones set, 4 caught the one real pair (recompressed copies); 6 mostly paired different
+ * product shots with the same outline on white.
+ */
+const NEAR_DUPLICATE_DISTANCE = 4;
+
+/** The backbone a run trains on, with its cut and head widths resolved from the options. */
+export interface ResolvedModel {
+  spec: BackboneSpec;
+  topBlocks: number;
+  cut: string;
+  headUnits: [number, number];
+}
+
+export function resolveModel(opts: Pick<TrainOptions, 'backbone' | 'alpha' | 'topBlocks' | 'headUnits'>): ResolvedModel {
+  const spec = getBackbone(opts.backbone, opts.alpha === undefined ? {} : { alpha: opts.alpha });
+  const topBlocks = opts.topBlocks ?? spec.defaultTopBlocks;
+  return { spec, topBlocks, cut: cutLayer(spec, topBlocks), headUnits: opts.headUnits ?? spec.defaultHeadUnits };
+}
+
+/** A loaded backbone cut for training, and the feature store that caches its trunk's views. */
+export interface TrunkFeatures {
+  backbone: LoadedBackbone;
+  cutShape: [number, number, number];
+  featureShape: number[];
+  store: FeatureStore;
+  /** Frees ONNX Runtime once every view needed is extracted. */
+  dispose: () => Promise<void>;
+  seconds: number;
+}
+
+export async function openTrunkFeatures(
+  m: ResolvedModel, opts: Pick<TrainOptions, 'weights' | 'threads' | 'augment' | 'seed' | 'featureCache'>,
+): Promise<TrunkFeatures> {
+  const t = performance.now();
+  const backbone = await loadBackbone(m.spec, opts.weights ? { path: opts.weights } : {});
+  const cutShape = inferShapes(backbone.graph).get(m.cut) as [number, number, number];
+  const pool = m.topBlocks === 0;
+  const trunk = await Trunk.create(backbone, { cut: m.cut, pool, ...(opts.threads ? { threads: opts.threads } : {}) });
+  const store = new FeatureStore({
+    trunk,
+    preprocessing: m.spec.preprocessing,
+    augment: opts.augment,
+    seed: opts.seed,
+    trunkKey: `${m.spec.id}:${backbone.weightsSha256}:${m.cut}:${pool ? 'gap' : 'map'}`,
+    ...(opts.featureCache ? { cacheDir: env.cacheDir } : {}),
+  });
+  return { backbone, cutShape, featureShape: trunk.outputShape, store, dispose: () => trunk.dispose(), seconds: (performance.now() - t) / 1000 };
+}
+
+export function lossConfig(opts: Pick<TrainOptions, 'loss' | 'gamma' | 'classAlpha' | 'labelSmoothing'>): LossConfig {
+  return opts.loss === 'focal'
+    ? { kind: 'focal', gamma: opts.gamma, ...(opts.classAlpha ? { alpha: opts.classAlpha } : {}), ...(opts.labelSmoothing ? { labelSmoothing: opts.labelSmoothing } : {}) }
+    : { kind: 'crossEntropy', ...(opts.classAlpha ? { alpha: opts.classAlpha } : {}), ...(opts.labelSmoothing ? { labelSmoothing: opts.labelSmoothing } : {}) };
+}
+
+export interface FitOnFeaturesInput {
+  model: ResolvedModel;
+  trunk: TrunkFeatures;
+  classes: string[];
+  train: FitData['train'];
+  trainLabels: number[];
+  /** Empty: train on everything for opts.epochs epochs (no early stopping, no plateau schedule). */
+  val: Float32Array[];
+  valLabels: number[];
+  /** Callbacks beside early stopping and the LR schedule (logging, progress). */
+  callbacks: Callback[];
+  /** Seeds initialisation, batch order and dropout. */
+  rng: Rng;
+}
+
+/** The options that shape one fit (the recipe's optimisation part). */
+export type FitRecipe = Pick<
+  TrainOptions,
+  'backend' | 'dropout' | 'loss' | 'gamma' | 'classAlpha' | 'patience' | 'minDelta' | 'scheduler' | 'lrFactor' | 'lrPatience' |
+  'lr' | 'epochs' | 'batchSize' | 'optimizer' | 'weightDecay' | 'topLrScale' |
+  'labelSmoothing' | 'mixup' | 'balancedSampling' | 'ema'
+>;
+
+/** Builds the trainable top + head and fits it on cached trunk features. */
+export async function fitOnFeatures(input: FitOnFeaturesInput, opts: FitRecipe): Promise<{
+  classifier: ClassifierModel; history: EpochLogs[]; epochsRun: number; bestEpoch: number; lossCfg: LossConfig;
+}> {
+  await initTrainingBackend(opts.backend);
+  const { model: m, trunk, classes, rng } = input;
+  const classifier = new ClassifierModel({
+    backboneGraph: trunk.backbone.graph,
+    cut: m.cut,
+    featureLayer: m.spec.featureLayer,
+    cutShape: trunk.cutShape,
+    featureShape: trunk.featureShape,
+    head: { units: m.headUnits, numClasses: classes.length, dropout: opts.dropout, bnMomentum: 0.9, bnEpsilon: 1e-3 },
+    rng: rng.fork('init'),
+  });
+  const lossCfg = lossConfig(opts);
+  const validating = input.val.length > 0;
+  const early = new EarlyStopping({ monitor: 'valLoss', patience: opts.patience, minDelta: opts.minDelta, restoreBestWeights: true });
+  const callbacks: Callback[] = [...(validating ? [early] : []), ...input.callbacks];
+  if (opts.scheduler === 'plateau' && validating) {
+    callbacks.push(new ReduceLROnPlateau({ monitor: 'valLoss', factor: opts.lrFactor, patience: opts.lrPatience, minLr: opts.lr * 1e-3 }));
+  } else if (opts.scheduler === 'cosine') {
+    callbacks.push(new CosineAnnealing({ baseLr: opts.lr, minLr: opts.lr * 1e-2 }));
+  }
+  const result = await fit(
+    classifier,
+    { train: input.train, trainLabels: input.trainLabels, val: input.val, valLabels: input.valLabels, classes },
+    {
+      epochs: opts.epochs,
+      batchSize: opts.batchSize,
+      loss: lossCfg,
+      optimizer: { kind: opts.optimizer, lr: opts.lr, beta1: 0.9, beta2: 0.999, epsilon: 1e-7, weightDecay: opts.weightDecay },
+      topLrScale: opts.topLrScale,
+      rng,
+      callbacks,
+      ...(opts.mixup ? { mixup: opts.mixup } : {}),
+      ...(opts.balancedSampling ? { balancedSampling: true } : {}),
+      ...(opts.ema ? { ema: opts.ema } : {}),
+    },
+  );
+  const bestEpoch = !validating || early.bestEpoch === 0 ? result.epochsRun : early.bestEpoch;
+  return { classifier, history: result.history, epochsRun: result.epochsRun, bestEpoch, lossCfg };
+}
+
+/** Merges options over the defaults (augmentation field by field). */
+export function trainOptions(options: Partial<TrainOptions> & { backbone: string }): TrainOptions {
+  return { ...DEFAULT_TRAIN_OPTIONS, ...options, augment: { ...DEFAULT_AUGMENT, ...options.augment } };
+}
+
+export async function train(dataDir: string, options: Partial<TrainOptions> & { backbone: string }): Promise<TrainResult> {
+  const cv = options.fromCv ? await readCvReport(options.fromCv) : undefined;
+  if (cv) {
+    if (options.valFraction !== undefined && options.valFraction !== 0) throw new Error('--from-cv trains the final model on all images: drop --val-fraction');
+    if (options.split || options.valGroups) throw new Error('--from-cv trains the final model on all images: drop --split / --val-groups');
+    if (options.temperature !== undefined) throw new Error('--from-cv takes the temperature from the cv report: drop --temperature');
+    options = { ...options, valFraction: 0, epochs: options.epochs ?? cv.medianBestEpoch, temperature: cv.oofTemperature };
+  }
+  const opts = trainOptions(options);
+  const { log, stream } = trainLog(opts);
+  const tStart = performance.now();
+  const resolved = resolveModel(opts);
+  const { spec, topBlocks, cut, headUnits } = resolved;
+  if (cv && (cv.backbone !== spec.id || cv.topBlocks !== topBlocks)) {
+    throw new Error(`--from-cv: the cv report is of ${cv.backbone} with ${cv.topBlocks} top block(s), this run is ${spec.id} with ${topBlocks}: train the recipe that was cross-validated`);
+  }
+  const runDir = resolve(opts.out ?? join('runs', `${spec.id}-${new Date().toISOString().replace(/[:.]/g, '-')}`));
+  if (opts.valGroups && !opts.groups) throw new Error('--val-groups needs --groups (where each image\'s group comes from)');
+  if (opts.valGroups && opts.split) throw new Error('--val-groups and --split are two different splits: give one');
+
+  // 1. Files: scan, decode check, split.
+  const { scan, items, skipped, classes, scanSeconds, checkSeconds } = await loadTrainingImages(dataDir, opts, stream, log);
+  if (cv && cv.classes.join('\0') !== classes.join('\0')) throw new Error(`--from-cv: the cv report's classes (${cv.classes.join(', ')}) are not this data's (${classes.join(', ')})`);
 
   let trainItems: DatasetItem[];
   let valItems: DatasetItem[];
   let manifest: SplitManifest;
-  if (opts.split) {
+  if (opts.valGroups) {
+    // Whole sources held out: what the model will meet in use (see data/groups.ts).
+    const groups = await assignGroups(items, parseGroupSpec(opts.groups!), scan.root);
+    const known = new Set(groups);
+    const unknown = opts.valGroups.filter((g) => !known.has(g));
+    if (unknown.length > 0) throw new Error(`--val-groups: no images in group(s) ${unknown.join(', ')} (groups: ${[...known].sort().join(', ')})`);
+    const held = new Set(opts.valGroups);
+    trainItems = items.filter((_, i) => !held.has(groups[i]!));
+    valItems = items.filter((_, i) => held.has(groups[i]!));
+    manifest = splitManifest(trainItems, valItems, { seed: null, valFraction: null });
+  } else if (opts.split) {
     const recorded = parseSplitManifest(JSON.parse(await readFile(opts.split, 'utf8')));
     const applied = applySplitManifest(items, recorded);
     if (applied.missing.length > 0) log(`warning: ${applied.missing.length} files of the recorded split are gone`);
@@ -208,12 +398,12 @@ export async function train(dataDir: string, options: Partial<TrainOptions> & { 
   if (trainItems.length < 2) throw new Error(`not enough training images (${trainItems.length})`);
   // --val-fraction 0 trains on every image for a fixed number of epochs (a final model after the
   // recipe was validated); anything else without validation images is a mistake.
-  const allData = valItems.length === 0 && opts.valFraction === 0 && !opts.split && scan.layout === 'classes';
+  const allData = valItems.length === 0 && opts.valFraction === 0 && !opts.split && !opts.valGroups && scan.layout === 'classes';
   if (valItems.length === 0 && !allData) throw new Error('no validation images: use --val-fraction > 0 or a val/ folder');
   if (allData) log(`no validation split: training on all ${trainItems.length} images for ${opts.epochs} epochs (no early stopping, no plateau schedule)`);
 
   // 2. Near-duplicates across the split inflate validation scores: find and report them.
-  t = performance.now();
+  let t = performance.now();
   const hashes = new Map<string, string>();
   await Promise.all(items.map(async (it) => hashes.set(it.sha256, await perceptualHash(it.path))));
   const nearDuplicates = findNearDuplicates(
@@ -228,21 +418,9 @@ export async function train(dataDir: string, options: Partial<TrainOptions> & { 
   log(`data: ${classes.length} classes (${classes.join(', ')}), ${trainItems.length} train / ${valItems.length} validation images, ${skipped.length} skipped`);
 
   // 3. Backbone and trunk features.
-  t = performance.now();
-  const backbone = await loadBackbone(spec, opts.weights ? { path: opts.weights } : {});
-  const shapes = inferShapes(backbone.graph);
-  const cutShape = shapes.get(cut) as [number, number, number];
-  const pool = topBlocks === 0;
-  const trunk = await Trunk.create(backbone, { cut, pool, ...(opts.threads ? { threads: opts.threads } : {}) });
-  const backboneSeconds = (performance.now() - t) / 1000;
-  const store = new FeatureStore({
-    trunk,
-    preprocessing: spec.preprocessing,
-    augment: opts.augment,
-    seed: opts.seed,
-    trunkKey: `${spec.id}:${backbone.weightsSha256}:${cut}:${pool ? 'gap' : 'map'}`,
-    ...(opts.featureCache ? { cacheDir: env.cacheDir } : {}),
-  });
+  const trunk = await openTrunkFeatures(resolved, opts);
+  const { backbone, store } = trunk;
+  const backboneSeconds = trunk.seconds;
   const views = Math.max(1, opts.views);
   const featBar = new ProgressBar({ total: trainItems.length * views + valItems.length, label: 'trunk features', stream, unit: 'view' });
   const trainFeat = await store.extract(trainItems, views, (d) => featBar.update(d));
@@ -251,51 +429,27 @@ export async function train(dataDir: string, options: Partial<TrainOptions> & { 
   await trunk.dispose();
 
   // 4. Fit.
-  await initTrainingBackend(opts.backend);
-  const rng = createRng(opts.seed).fork('train');
-  const model = new ClassifierModel({
-    backboneGraph: backbone.graph,
-    cut,
-    featureLayer: spec.featureLayer,
-    cutShape,
-    featureShape: trunk.outputShape,
-    head: { units: headUnits, numClasses: classes.length, dropout: opts.dropout, bnMomentum: 0.9, bnEpsilon: 1e-3 },
-    rng: rng.fork('init'),
-  });
-  const lossCfg: LossConfig =
-    opts.loss === 'focal'
-      ? { kind: 'focal', gamma: opts.gamma, ...(opts.classAlpha ? { alpha: opts.classAlpha } : {}) }
-      : { kind: 'crossEntropy', ...(opts.classAlpha ? { alpha: opts.classAlpha } : {}) };
   await mkdir(runDir, { recursive: true });
-  const early = new EarlyStopping({ monitor: 'valLoss', patience: opts.patience, minDelta: opts.minDelta, restoreBestWeights: true });
   const callbacks: Callback[] = [new JsonlLogger(join(runDir, 'metrics.jsonl'))];
-  if (!allData) callbacks.unshift(early);
-  if (opts.scheduler === 'plateau' && !allData) {
-    callbacks.push(new ReduceLROnPlateau({ monitor: 'valLoss', factor: opts.lrFactor, patience: opts.lrPatience, minLr: opts.lr * 1e-3 }));
-  } else if (opts.scheduler === 'cosine') {
-    callbacks.push(new CosineAnnealing({ baseLr: opts.lr, minLr: opts.lr * 1e-2 }));
-  }
   if (opts.verbose) callbacks.push(new ProgressCallback(stream));
   t = performance.now();
-  const result = await fit(
-    model,
+  const rng = createRng(opts.seed).fork('train');
+  const fitted = await fitOnFeatures(
     {
+      model: resolved,
+      trunk,
+      classes,
       train: trainFeat.features,
       trainLabels: trainItems.map((i) => classes.indexOf(i.label)),
       val: valFeat.features.map((v) => v[0]!),
       valLabels: valItems.map((i) => classes.indexOf(i.label)),
-      classes,
-    },
-    {
-      epochs: opts.epochs,
-      batchSize: opts.batchSize,
-      loss: lossCfg,
-      optimizer: { kind: opts.optimizer, lr: opts.lr, beta1: 0.9, beta2: 0.999, epsilon: 1e-7, weightDecay: opts.weightDecay },
-      topLrScale: opts.topLrScale,
-      rng,
       callbacks,
+      rng,
     },
+    opts,
   );
+  const { classifier: model, lossCfg } = fitted;
+  const result = { history: fitted.history, epochsRun: fitted.epochsRun };
   const trainSeconds = (performance.now() - t) / 1000;
 
   // 5. Final validation (best weights restored by early stopping) and the run folder.
@@ -320,7 +474,7 @@ export async function train(dataDir: string, options: Partial<TrainOptions> & { 
     log(`calibration: temperature ${temperature.toFixed(3)}, ECE ${calibration.eceBefore.toFixed(4)} -> ${calibration.eceAfter.toFixed(4)}`);
   }
   const temperature = calibration.temperature;
-  const bestEpoch = allData || early.bestEpoch === 0 ? result.epochsRun : early.bestEpoch;
+  const bestEpoch = fitted.bestEpoch;
   const timings: StageTimings = {
     scanSeconds,
     checkSeconds,
@@ -352,12 +506,14 @@ export async function train(dataDir: string, options: Partial<TrainOptions> & { 
       topBlocks,
       head: { units: headUnits, dropout: opts.dropout },
       temperature,
+      ...(cv ? { thresholds: cv.thresholds } : {}),
       info: {
         validation: evaluation ? { accuracy: evaluation.accuracy, macroF1: evaluation.macroAvg.f1, images: valItems.length } : null,
         calibration,
         trainImages: trainItems.length,
         bestEpoch,
         loss: lossCfg,
+        ...(cv ? { groupCv: { report: cv.path, ...cv.summary } } : {}),
       },
     },
     graph: model.toGraph(),

@@ -85,3 +85,45 @@ export function createRng(seed: number): Rng {
   };
   return rng;
 }
+
+/** Standard normal draw (Box–Muller; uses two uniforms, 1 - u keeps log away from 0). */
+export function normalSample(rng: Rng): number {
+  const u = 1 - rng.next();
+  const v = rng.next();
+  return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+}
+
+/**
+ * Gamma(shape, 1) draw by Marsaglia & Tsang (2000), "A simple method for generating gamma
+ * variables"; shape < 1 is boosted: Gamma(a) = Gamma(a + 1) * U^(1/a).
+ */
+export function gammaSample(rng: Rng, shape: number): number {
+  if (!(shape > 0) || !Number.isFinite(shape)) throw new RangeError(`gammaSample: shape must be > 0, got ${shape}`);
+  if (shape < 1) {
+    const u = 1 - rng.next(); // (0, 1]
+    return gammaSample(rng, shape + 1) * u ** (1 / shape);
+  }
+  const d = shape - 1 / 3;
+  const c = 1 / Math.sqrt(9 * d);
+  for (;;) {
+    let x: number;
+    let v: number;
+    do {
+      x = normalSample(rng);
+      v = 1 + c * x;
+    } while (v <= 0);
+    v = v * v * v;
+    const u = 1 - rng.next(); // (0, 1]
+    if (u < 1 - 0.0331 * x ** 4) return d * v;
+    if (Math.log(u) < 0.5 * x * x + d * (1 - v + Math.log(v))) return d * v;
+  }
+}
+
+/** Beta(a, b) draw as X / (X + Y) with X ~ Gamma(a), Y ~ Gamma(b). */
+export function betaSample(rng: Rng, a: number, b: number): number {
+  const x = gammaSample(rng, a);
+  const y = gammaSample(rng, b);
+  // Both can underflow to 0 for tiny shapes (the mass then sits at the ends): pick an end.
+  if (x + y === 0) return rng.next() < a / (a + b) ? 1 : 0;
+  return x / (x + y);
+}

@@ -42,6 +42,28 @@ function perClassTable(r: EvaluationReport): string {
   });
 }
 
+/** Group cross-validation: each group was predicted by a model trained without it. */
+function groupTable(r: EvaluationReport): string {
+  const groups = r.groups!;
+  const worst = Math.min(...groups.map((g) => g.accuracy));
+  const rows = groups.map((g) => [
+    esc(g.group),
+    String(g.images),
+    ...r.model.classes.map((c) => String(g.perClass[c] ?? 0)),
+    pct(g.accuracy),
+    String(g.errors),
+    fmt(g.macroF1, 4),
+    fmt(g.ece, 4),
+  ]);
+  return (
+    '<p class="note">Each group (source) was predicted by a model trained without any of its images: these are the figures to expect on photos from a new source. Macro F1 is over the classes the group has. The worst group is highlighted.</p>' +
+    table(['group', 'images', ...r.model.classes.map(esc), 'accuracy', 'errors', 'macro F1', 'ECE'], rows, {
+      id: 'group-table',
+      rowClass: (i) => (groups[i]!.accuracy === worst ? 'worst' : ''),
+    })
+  );
+}
+
 function gallery(r: EvaluationReport, o: EvaluationPageOptions): string {
   if (r.mistakes.length === 0) return '<p id="gallery-empty">No misclassified images.</p>';
   const limit = o.galleryLimit ?? 120;
@@ -147,6 +169,7 @@ export function renderEvaluationHtml(r: EvaluationReport, o: EvaluationPageOptio
   const body = [
     section('summary', 'Summary', summary),
     section('confusion-matrix', 'Confusion matrix', `<p class="note">Rows are true classes, columns predictions; each cell shows the count and the share of its row (recall on the diagonal).</p>${confusionHeatmap(m.confusion, m.classes)}`),
+    ...(r.groups ? [section('groups', 'Per group (held-out sources)', groupTable(r))] : []),
     section('per-class', 'Precision, recall, F1 per class', perClassTable(r)),
     section('confused-pairs', 'Most-confused class pairs', pairs),
     section('gallery', 'Misclassified images', gallery(r, o)),
@@ -155,5 +178,6 @@ export function renderEvaluationHtml(r: EvaluationReport, o: EvaluationPageOptio
     section('training', 'Training curves', training(r)),
     section('data', 'Data', dataSummary(r)),
   ].join('');
-  return htmlPage({ title: `phoneside evaluation: ${r.model.backbone}`, subtitle, nav: NAV, body });
+  const nav = r.groups ? [...NAV.slice(0, 2), { id: 'groups', label: 'Per group' }, ...NAV.slice(2)] : NAV;
+  return htmlPage({ title: `phoneside evaluation: ${r.model.backbone}`, subtitle, nav, body });
 }

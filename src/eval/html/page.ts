@@ -20,7 +20,7 @@ table { border-collapse:collapse; font-variant-numeric:tabular-nums; margin:6px 
 th, td { padding:5px 10px; border-bottom:1px solid var(--line); text-align:right; }
 th:first-child, td:first-child, td.l, th.l { text-align:left; }
 thead th { background:var(--panel); font-weight:600; }
-tr.avg td { color:var(--muted); } td.best { font-weight:700; color:var(--accent); }
+tr.avg td { color:var(--muted); } tr.worst td { background:#fdecea; } td.best { font-weight:700; color:var(--accent); }
 .note { color:var(--muted); font-size:13px; max-width:900px; }
 .gallery { display:grid; grid-template-columns:repeat(auto-fill, minmax(180px, 1fr)); gap:12px; }
 .gallery figure { margin:0; background:var(--panel); border:1px solid var(--line); border-radius:8px; overflow:hidden; }
