@@ -37,8 +37,10 @@ export const RECIPES: Record<string, Recipe> = {
   'mnv2-top1-v8-strong': { ...MNV2, topBlocks: 1, views: 8, augment: { ...AUGMENT_PRESETS.strong } },
   'r50-head-v1-noaug': { ...R50, topBlocks: 0, views: 1, augment: { ...AUGMENT_PRESETS.none } },
   'r50-head-v4': { ...R50, topBlocks: 0, views: 4 },
+  'r50-head-v1-noaug-tta': { ...R50, topBlocks: 0, views: 1, augment: { ...AUGMENT_PRESETS.none }, tta: true },
   'r50-head-v8-strong': { ...R50, topBlocks: 0, views: 8, augment: { ...AUGMENT_PRESETS.strong } },
   'r50-top1-v4': { ...R50, topBlocks: 1, views: 4 },
+  'r50-top1-v1-noaug': { ...R50, topBlocks: 1, views: 1, augment: { ...AUGMENT_PRESETS.none } },
 };
 
 interface StudyLine {

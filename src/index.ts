@@ -22,8 +22,18 @@ export { loadClassifier, defaultModelPath, NoDefaultModelError } from './infer/l
 export { predictFiles, decide, UNCERTAIN, type PredictionRow, type PredictOptions } from './infer/predict.js';
 export { expandInputs, type ExpandedInputs, type InputProblem } from './infer/inputs.js';
 export { exportClassifier, type ExportOptions, type ExportResult } from './infer/export.js';
-export { readOnnxMetadata, type ClassifierInfo } from './infer/onnx-meta.js';
-export { loadBundle, saveBundle, type ModelBundle, type BundleManifest } from './model/bundle.js';
+export { readOnnxMetadata, type ClassifierInfo, type EnsembleMemberInfo } from './infer/onnx-meta.js';
+export { loadBundle, saveBundle, type ModelBundle, type BundleManifest, type TtaMode } from './model/bundle.js';
+export {
+  createEnsemble,
+  readEnsemble,
+  ENSEMBLE_FORMAT,
+  ENSEMBLE_VERSION,
+  type CreateEnsembleOptions,
+  type CreatedEnsemble,
+  type EnsembleDescription,
+  type EnsembleManifest,
+} from './infer/ensemble.js';
 export { evaluate, evaluationReport, type EvaluateOptions, type EvaluationResult } from './eval/evaluate.js';
 export { buildEvaluationReport, reportToJSON, type EvaluationReport } from './eval/evaluation-report.js';
 export { evaluationHtml, writeEvaluationHtml } from './eval/html-report.js';

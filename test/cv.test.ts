@@ -12,6 +12,7 @@ import { runCli } from './helpers/cli.js';
 import { groupedScores } from '../src/eval/group-metrics.js';
 import { parseCsv } from '../src/util/csv.js';
 import type { CvReport } from '../src/train/cv.js';
+import { softmaxWithTemperature } from '../src/eval/calibration.js';
 import type { SplitManifest } from '../src/data/split.js';
 
 const DATA = resolve('../shared/datasets/phones');
@@ -33,7 +34,7 @@ const SMALL = ['--backbone', 'mobilenet_v2', '--weights', MOBILENET, '--top-bloc
 
 test('cv: folds never split a group, and every figure equals the one recomputed from the out-of-fold rows', { skip, timeout: 300_000 }, async () => {
   const out = join(dir, 'cv');
-  const r = await run(['cv', DATA, '--groups', 'manifest.csv:source', '--folds', '3', '--out', out, '--cache-dir', join(dir, 'cache'), ...SMALL]);
+  const r = await run(['cv', DATA, '--groups', 'manifest.csv:source', '--folds', '3', '--tta', '--out', out, '--cache-dir', join(dir, 'cache'), ...SMALL]);
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /worst group: \S+ \d+\.\d% \(\d+ images\)/);
   const report = JSON.parse(await readFile(join(out, 'cv.json'), 'utf8')) as CvReport;
@@ -83,9 +84,10 @@ test('train --from-cv: the final model on all images, with the cv epochs, temper
   const r = await run(['train', DATA, '--from-cv', cvDir, '--out', out, '--cache-dir', join(dir, 'cache'), ...SMALL.filter((a, i, all) => a !== '--epochs' && all[i - 1] !== '--epochs')]);
   assert.equal(r.code, 0, r.err);
   const manifest = JSON.parse(await readFile(join(out, 'model', 'manifest.json'), 'utf8')) as {
-    temperature: number; thresholds: Record<string, number>; info: { groupCv: { pooled: { accuracy: number } }; trainImages: number };
+    temperature: number; thresholds: Record<string, number>; tta?: string; info: { groupCv: { pooled: { accuracy: number } }; trainImages: number };
   };
   assert.equal(manifest.temperature, report.oofTemperature);
+  assert.equal(manifest.tta, 'hflip', 'cross-validated with --tta: the final model averages over the mirror image too');
   assert.deepEqual(manifest.thresholds, report.abstain.fit.thresholds);
   assert.equal(manifest.info.groupCv.pooled.accuracy, report.pooled.accuracy);
   assert.equal(manifest.info.trainImages, 60, 'trained on every image');
@@ -98,6 +100,28 @@ test('train --from-cv: the final model on all images, with the cv epochs, temper
   const notCv = await run(['train', DATA, '--from-cv', join(out, 'config.json'), '--quiet']);
   assert.equal(notCv.code, 1);
   assert.match(notCv.err, /not a phoneside\.cv-report\/1 report/);
+});
+
+test('ensemble --from-cv --link: thresholds fitted on the members\' combined out-of-fold predictions', { skip, timeout: 300_000 }, async () => {
+  const cvDir = join(dir, 'cv');
+  const final = join(dir, 'final');
+  const out = join(dir, 'ens');
+  const r = await run(['ensemble', final, final, '--names', 'a,b', '--link', '--from-cv', `${cvDir},${cvDir}`, '--out', out]);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /group cross-validation of the ensemble/);
+  const ens = JSON.parse(await readFile(join(out, 'ensemble.json'), 'utf8')) as { members: string[]; thresholds: Record<string, number>; tta?: string };
+  assert.deepEqual(ens.members, ['../final/model', '../final/model'], 'members referred to in place');
+  const member = JSON.parse(await readFile(join(cvDir, 'cv.json'), 'utf8')) as CvReport;
+  const combined = JSON.parse(await readFile(join(out, 'cv.json'), 'utf8')) as CvReport;
+  // Two copies of one member: the mean is that member's calibrated probabilities, so its figures.
+  assert.equal(combined.pooled.accuracy, groupedScores(member.predictions.map((p) => ({ group: p.group, label: member.classes.indexOf(p.label), probabilities: softmaxWithTemperature([p.logits], member.oofTemperature)[0]! })), member.classes).pooled.accuracy);
+  assert.deepEqual(ens.thresholds, combined.abstain.fit.thresholds);
+  assert.equal(ens.tta, 'hflip');
+  const predicted = await run(['predict', '--model', out, '--weights', MOBILENET, '--format', 'jsonl', '--quiet', join(DATA, 'front', 'photo__1.jpg')]);
+  assert.equal(predicted.code, 0, predicted.err);
+  const notFinal = await run(['ensemble', final, final, '--names', 'c,d', '--from-cv', `${cvDir},${join(dir, 'run')}`, '--out', join(dir, 'ens2')]);
+  assert.equal(notFinal.code, 1);
+  assert.match(notFinal.err, /cannot read the cv report/);
 });
 
 test('train --val-groups holds out exactly the named groups', { skip, timeout: 300_000 }, async () => {

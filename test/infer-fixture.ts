@@ -2,7 +2,8 @@
  * Shared by the predict and export tests: a small MobileNetV2 bundle made without training (and
  * without tfjs): the real ImageNet trunk cut at its feature layer, plus a seeded random head
  * GAP -> dense(8) -> batchNorm -> PReLU -> dense(3), small enough that probabilities are not
- * saturated, so comparisons between code paths mean something.
+ * saturated, so comparisons between code paths mean something. `backbone: 'resnet50'` makes the
+ * same on ResNet50 (its weights come with npm ci, so it needs no ../shared data).
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -19,6 +20,8 @@ export const haveData = existsSync(MOBILENET) && IMAGES.every((f) => existsSync(
 export const CLASSES = ['back', 'front', 'none'];
 
 export interface FixtureOptions {
+  /** Default mobilenet_v2 (weights from ../shared). */
+  backbone?: 'mobilenet_v2' | 'resnet50';
   temperature?: number;
   thresholds?: Record<string, number>;
   seed?: number;
@@ -26,8 +29,8 @@ export interface FixtureOptions {
 
 /** Writes the bundle to `dir` (manifest.json + weights.bin); returns `dir`. */
 export async function makeBundle(dir: string, opts: FixtureOptions = {}): Promise<string> {
-  const spec = getBackbone('mobilenet_v2');
-  const backbone = await loadBackbone(spec, { path: MOBILENET });
+  const spec = getBackbone(opts.backbone ?? 'mobilenet_v2');
+  const backbone = await loadBackbone(spec, spec.family === 'mobilenet_v2' ? { path: MOBILENET } : {});
   const cut = spec.featureLayer;
   const cutShape = inferShapes(backbone.graph).get(cut) as [number, number, number];
   const rng = createRng(opts.seed ?? 11);
@@ -36,10 +39,12 @@ export async function makeBundle(dir: string, opts: FixtureOptions = {}): Promis
     return { shape, data: Float32Array.from({ length: n }, () => rng.uniform(lo, hi)) };
   };
   const c = cutShape[2];
+  // Keep the logits' spread similar whatever the width of the features.
+  const k = 0.1 * Math.sqrt(1280 / c);
   const nodes: GraphNode[] = [
     { name: cut, op: { kind: 'input', shape: cutShape }, inputs: [], weights: {} },
     { name: 'head_gap', op: { kind: 'globalAvgPool' }, inputs: [cut], weights: {} },
-    { name: 'head_fc1', op: { kind: 'dense', units: 8, useBias: true, activation: 'linear' }, inputs: ['head_gap'], weights: { kernel: t([c, 8], -0.1, 0.1), bias: t([8], -0.1, 0.1) } },
+    { name: 'head_fc1', op: { kind: 'dense', units: 8, useBias: true, activation: 'linear' }, inputs: ['head_gap'], weights: { kernel: t([c, 8], -k, k), bias: t([8], -0.1, 0.1) } },
     {
       name: 'head_bn1', op: { kind: 'batchNorm', epsilon: 1e-3 }, inputs: ['head_fc1'],
       weights: { gamma: t([8], 0.8, 1.2), beta: t([8], -0.1, 0.1), moving_mean: t([8], -0.2, 0.2), moving_variance: t([8], 0.5, 1.5) },

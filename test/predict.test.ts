@@ -194,7 +194,7 @@ test('predict CLI: usage errors and the default model', async () => {
 });
 
 test('inference, serving and evaluation code never imports tfjs or the training code', () => {
-  const roots = ['src/cli/predict.ts', 'src/cli/export.ts', 'src/cli/serve.ts', 'src/cli/compare.ts', 'src/serve/server.ts', 'src/infer/load.ts', 'src/infer/predict.ts', 'src/infer/export.ts', 'src/infer/inputs.ts', 'src/eval/evaluate.ts'];
+  const roots = ['src/cli/predict.ts', 'src/cli/export.ts', 'src/cli/ensemble.ts', 'src/infer/ensemble.ts', 'src/cli/serve.ts', 'src/cli/compare.ts', 'src/serve/server.ts', 'src/infer/load.ts', 'src/infer/predict.ts', 'src/infer/export.ts', 'src/infer/inputs.ts', 'src/eval/evaluate.ts'];
   const seen = new Set<string>();
   const packages = new Set<string>();
   const visit = (file: string): void => {

@@ -42,7 +42,21 @@ export type LayerOp =
   | { kind: 'globalAvgPool' }
   | { kind: 'dense'; units: number; useBias: boolean; activation: ActivationFn }
   /** Parametric ReLU with one learned slope per channel (last axis): weight `alpha` of shape [C]. */
-  | { kind: 'prelu' };
+  | { kind: 'prelu' }
+  /** Mirror image: reverses the width axis of an image tensor (left-right flip). */
+  | { kind: 'flipWidth' }
+  /**
+   * Test-time views: stacks its k inputs (same per-image shape) along the batch axis, so a batch of
+   * N becomes k*N rows (input i at rows i*N .. i*N+N-1) and the layers after it run once on all views.
+   */
+  | { kind: 'concatBatch' }
+  /**
+   * The inverse of `concatBatch` followed by averaging: a batch of views*N rows -> N rows, row j the
+   * mean of rows j, N+j, ..., (views-1)*N+j.
+   */
+  | { kind: 'meanViews'; views: number }
+  /** Elementwise mean of its inputs (same shape), e.g. an ensemble's class probabilities. */
+  | { kind: 'mean' };
 
 export type OpKind = LayerOp['kind'];
 
@@ -59,7 +73,7 @@ export interface WeightTensor {
 export interface GraphNode {
   name: string;
   op: LayerOp;
-  /** Names of the nodes whose outputs feed this one (two for `add`, none for `input`). */
+  /** Names of the nodes whose outputs feed this one (two for `add`, any number for `concatBatch` / `mean`, none for `input`). */
   inputs: string[];
   weights: Record<string, WeightTensor>;
 }
@@ -173,6 +187,26 @@ export function inferShapes(graph: LayerGraph): Map<string, [number, number, num
       case 'dense':
         shapes.set(node.name, [op.units]);
         break;
+      case 'flipWidth':
+        shapes.set(node.name, spatial(node.inputs[0]!));
+        break;
+      case 'concatBatch':
+      case 'mean': {
+        if (node.inputs.length < 1) throw new Error(`layer '${node.name}' has no inputs`);
+        const first = shapes.get(node.inputs[0]!)!;
+        for (const inp of node.inputs) {
+          const s = shapes.get(inp);
+          if (!s || s.join() !== first.join()) {
+            throw new Error(`layer '${node.name}': input '${inp}' has shape [${s?.join(', ') ?? '?'}], not [${first.join(', ')}]`);
+          }
+        }
+        shapes.set(node.name, first);
+        break;
+      }
+      case 'meanViews':
+        if (!Number.isInteger(op.views) || op.views < 1) throw new Error(`layer '${node.name}': views must be a positive integer`);
+        shapes.set(node.name, shapes.get(node.inputs[0]!)!);
+        break;
       case 'batchNorm':
       case 'activation':
       case 'prelu':
@@ -182,4 +216,36 @@ export function inferShapes(graph: LayerGraph): Map<string, [number, number, num
     }
   }
   return shapes;
+}
+
+/**
+ * `graph` with every node name (and every reference to one) prefixed, so that several graphs can
+ * be joined into one without their layer names colliding.
+ */
+export function prefixGraph(graph: LayerGraph, prefix: string): LayerGraph {
+  const p = (name: string): string => prefix + name;
+  return {
+    nodes: graph.nodes.map((n) => ({ ...n, name: p(n.name), inputs: n.inputs.map(p) })),
+    input: p(graph.input),
+    output: p(graph.output),
+  };
+}
+
+/**
+ * The nodes of `graph` without its input node, reading `source` wherever they read the input:
+ * the graph spliced onto the output of another node.
+ */
+export function spliceGraph(graph: LayerGraph, source: string): GraphNode[] {
+  return graph.nodes
+    .filter((n) => n.name !== graph.input)
+    .map((n) => (n.inputs.includes(graph.input) ? { ...n, inputs: n.inputs.map((i) => (i === graph.input ? source : i)) } : n));
+}
+
+/** Throws if two nodes share a name (joined graphs must not collide). */
+export function checkUniqueNames(nodes: readonly GraphNode[]): void {
+  const seen = new Set<string>();
+  for (const n of nodes) {
+    if (seen.has(n.name)) throw new Error(`layer name '${n.name}' is used twice`);
+    seen.add(n.name);
+  }
 }

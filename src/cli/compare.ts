@@ -5,15 +5,14 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { env } from '../env.js';
 import { compareModels } from '../eval/compare.js';
 import { formatComparisonTable } from '../eval/compare-format.js';
 import { reportToJSON } from '../eval/evaluation-report.js';
-import { CommandUsageError, intOpt, isUsageError, usage, type CliIO, applyEnvOptions, ENV_OPTIONS } from './options.js';
+import { CommandUsageError, intOpt, isUsageError, usage, type CliIO, applyEnvOptions, applyWeightsOption, ENV_OPTIONS } from './options.js';
 
 export const COMPARE_HELP = `phoneside compare MODEL [MODEL...] --data DIR [options]
 
-Evaluates every MODEL (run folder, bundle, .onnx file or shipped model name) on the same labelled
+Evaluates every MODEL (run folder, bundle, ensemble, .onnx file or shipped model name) on the same labelled
 images and prints them side by side: accuracy, macro and per-class F1, average precision, ECE,
 parameters, size on disk, single-image latency and batched throughput.
   --data DIR             labelled images (one folder per class) (required)
@@ -25,6 +24,8 @@ parameters, size on disk, single-image latency and batched throughput.
   --latency-runs N       timed single-image calls per model (default 20, after 2 warm-ups)
   --batch-size N         images per batch in the evaluation pass (default 16)
   --threads N            ONNX Runtime threads (default: all cores)
+  --tta                  test-time augmentation (image + mirror image, logits averaged) for every
+                         model of this run (models whose manifest asks for it use it anyway)
   --weights [ID=]PATH    backbone ImageNet weights: ID=PATH for one backbone (e.g.
                          mobilenet_v2_0.35=../weights), a bare PATH for every model; repeatable
   --cache-dir DIR, --offline
@@ -45,6 +46,7 @@ export async function cmdCompare(args: string[], io: CliIO = { stdout: process.s
         'latency-runs': { type: 'string' },
         'batch-size': { type: 'string' },
         threads: { type: 'string' },
+        tta: { type: 'boolean' },
         weights: { type: 'string', multiple: true },
         ...ENV_OPTIONS,
         help: { type: 'boolean', short: 'h' },
@@ -59,13 +61,7 @@ export async function cmdCompare(args: string[], io: CliIO = { stdout: process.s
     if (typeof v.data !== 'string' || v.data === '') throw new CommandUsageError('compare needs --data DIR (the labelled images to compare on)');
     if (v.subset !== undefined && v.subset !== 'val' && v.subset !== 'train') throw new CommandUsageError(`--subset must be val or train, got '${v.subset}'`);
     if (v.html === '') throw new CommandUsageError('--html needs a file name');
-    let shared: string | undefined;
-    for (const w of v.weights ?? []) {
-      const eq = w.indexOf('=');
-      if (eq > 0) env.weightsDir[w.slice(0, eq)] = w.slice(eq + 1);
-      else if (shared === undefined) shared = w;
-      else throw new CommandUsageError('only one bare --weights PATH may be given; use ID=PATH for each backbone');
-    }
+    const shared = applyWeightsOption(v);
     const latencyRuns = intOpt(v, 'latency-runs', 1);
     const batchSize = intOpt(v, 'batch-size', 1);
     const threads = intOpt(v, 'threads', 1);
@@ -75,6 +71,7 @@ export async function cmdCompare(args: string[], io: CliIO = { stdout: process.s
       ...(batchSize ? { batchSize } : {}),
       ...(threads ? { threads } : {}),
       ...(shared ? { weights: shared } : {}),
+      ...(v.tta ? { tta: true } : {}),
       progress: io.stderr,
     };
   } catch (err) {

@@ -30,6 +30,9 @@ Prints per-group and pooled accuracy, macro F1, ECE and the worst group; writes 
   --max-error-rate X     abstention: fit one minimum confidence per class on the out-of-fold
                          predictions so that at most X of the answered images are wrong (default
                          0.02); 'train --from-cv' stores them in the model
+  --tta                  test-time augmentation: score each held-out photo by the mean logits of the
+                         photo and its mirror image ('train --from-cv' then makes a model that does too)
+  --no-rotation-check    skip scoring the held-out photos turned 90°
   --out DIR              where to write cv.json and report.html (default runs/cv-<backbone>-<time>)
   --json                 print the report as JSON instead of the tables
 
@@ -52,6 +55,8 @@ export async function cmdCv(args: string[]): Promise<number> {
       folds: { type: 'string' },
       'inner-val-fraction': { type: 'string' },
       'max-error-rate': { type: 'string' },
+      tta: { type: 'boolean' },
+      'no-rotation-check': { type: 'boolean' },
       out: { type: 'string' },
       json: { type: 'boolean' },
     },
@@ -74,6 +79,8 @@ export async function cmdCv(args: string[]): Promise<number> {
   const report = await crossValidate(positionals[0]!, {
     ...recipe,
     groups: v.groups,
+    ...(v.tta ? { tta: true } : {}),
+    ...(v['no-rotation-check'] ? { rotationCheck: false } : {}),
     ...defined({
       folds: intOpt(v, 'folds', 2),
       innerValFraction: numberOpt(v, 'inner-val-fraction', (x) => x > 0 && x < 1, 'a number between 0 and 1'),

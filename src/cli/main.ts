@@ -9,9 +9,10 @@ import { reportToJSON } from '../eval/evaluation-report.js';
 import { formatClassificationReport, formatConfusionMatrix, metricsToJSON } from '../eval/report.js';
 import { cmdCompare, COMPARE_HELP } from './compare.js';
 import { cmdExport, EXPORT_HELP } from './export.js';
-import { CommandUsageError, choice, defined, intOpt, isUsageError, numberOpt, applyEnvOptions, ENV_OPTIONS } from './options.js';
+import { CommandUsageError, choice, defined, intOpt, isUsageError, numberOpt, applyEnvOptions, applyWeightsOption, ENV_OPTIONS } from './options.js';
 import { RECIPE_OPTIONS, recipeFromArgs } from './recipe.js';
 import { cmdCv, CV_HELP } from './cv.js';
+import { cmdEnsemble, ENSEMBLE_HELP } from './ensemble.js';
 import { cmdPredict, PREDICT_HELP } from './predict.js';
 import { cmdServe, SERVE_HELP } from './serve.js';
 
@@ -24,6 +25,7 @@ Usage:
   phoneside predict [--model M] PATH...      classify images (files, folders, globs); --format table|jsonl|csv
   phoneside export MODEL --out FILE.onnx     the whole classifier as one ONNX file (with its metadata)
   phoneside compare MODEL... --data DIR      models side by side on the same images (--html, --json)
+  phoneside ensemble MODEL... --out DIR      several models as one (probabilities averaged, one ONNX graph)
   phoneside serve [--model M] [--port 8080]  web service and web page (on-device mode in the browser)
   phoneside backbones                        list the available backbones
   phoneside help [COMMAND]
@@ -91,9 +93,10 @@ Optimisation:
 
 const EVALUATE_HELP = `phoneside evaluate MODEL DATA_DIR [options]
 
-MODEL is a run folder, its model/ folder, an exported .onnx file or a shipped model's name
-(resnet50, mobilenet_v2). Prints the confusion matrix and the classification report (scikit-learn
-layout) of the whole classifier (run as one ONNX graph) on the labelled images of DATA_DIR.
+MODEL is a run folder, its model/ folder, an ensemble folder, an exported .onnx file or a shipped
+model's name (resnet50, mobilenet_v2). Prints the confusion matrix and the classification report
+(scikit-learn layout) of the whole classifier (run as one ONNX graph) on the labelled images of
+DATA_DIR.
   --html FILE            also write a self-contained HTML report: confusion heat map, per-class
                          table, precision-recall curves, reliability diagram, gallery of mistakes,
                          most-confused pairs, training curves and data summary (from a run folder)
@@ -104,9 +107,12 @@ layout) of the whole classifier (run as one ONNX graph) on the labelled images o
   --gallery-limit N      most misclassified images shown in the HTML gallery (default 120)
   --digits N             decimals in the text report (default 4)
   --batch-size N         images per inference batch (default 16)
+  --tta                  test-time augmentation: average the logits of each image and its mirror
+                         image (on by default when the model's manifest asks for it)
+  --weights [ID=]PATH    backbone ImageNet weights; ID=PATH for one backbone (repeatable)
 `;
 
-type Values = Record<string, string | boolean | undefined>;
+type Values = Record<string, string | boolean | string[] | undefined>;
 
 const COMMON = {
   ...ENV_OPTIONS,
@@ -204,12 +210,15 @@ async function cmdEvaluate(args: string[]): Promise<number> {
       digits: { type: 'string' },
       'gallery-limit': { type: 'string' },
       'batch-size': { type: 'string' },
+      tta: { type: 'boolean' },
+      weights: { type: 'string', multiple: true },
     },
   });
   if (v.help) {
     process.stdout.write(EVALUATE_HELP);
     return 0;
   }
+  const weights = applyWeightsOption(v);
   if (positionals.length !== 2) throw new CommandUsageError('evaluate takes MODEL and DATA_DIR (see phoneside help evaluate)');
   if (v.html === '') throw new CommandUsageError('--html needs a file name');
   const digits = int(v, 'digits') ?? 4;
@@ -217,7 +226,8 @@ async function cmdEvaluate(args: string[]): Promise<number> {
   applyCommon(v);
   const r = await evaluate(positionals[0]!, positionals[1]!, {
     ...defined({
-      weights: v.weights as string | undefined,
+      weights,
+      tta: v.tta ? true : undefined,
       threads: int(v, 'threads'),
       subset: choice(v, 'subset', ['train', 'val'] as const),
       splitFile: v['split-file'] as string | undefined,
@@ -262,6 +272,7 @@ const VERB_HELP: Record<string, string> = {
   export: EXPORT_HELP,
   compare: COMPARE_HELP,
   serve: SERVE_HELP,
+  ensemble: ENSEMBLE_HELP,
 };
 
 /** Runs the CLI; returns the exit status. */
@@ -283,6 +294,8 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdCompare(rest);
       case 'serve':
         return await cmdServe(rest);
+      case 'ensemble':
+        return await cmdEnsemble(rest);
       case 'backbones':
         return cmdBackbones();
       case undefined:

@@ -2,7 +2,8 @@
  * What every CLI verb shares: where it writes, how a usage mistake is reported (exit status 2),
  * and the parsing of numeric options.
  */
-import { env } from '../env.js';
+import { getBackbone } from '../backbones/registry.js';
+import { env, weightsEnvKey } from '../env.js';
 import type { ProgressStream } from '../util/progress.js';
 
 /** Where a command writes; process.stdout / process.stderr by default (tests pass fakes). */
@@ -73,4 +74,34 @@ export function choice<T extends string>(v: OptionValues, name: string, allowed:
 /** `o` without its undefined fields (so that spreading it keeps the library's defaults). */
 export function defined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, x]) => x !== undefined)) as Partial<T>;
+}
+
+/**
+ * `--weights` values (repeatable): `ID=PATH` sets the weights folder of one backbone (e.g.
+ * `mobilenet_v2_0.35=DIR`, into `env.weightsDir`, for every model that uses it: how an ensemble
+ * of several backbones gets its weights); a bare `PATH` is returned, for the model's (every
+ * model's) backbone. At most one bare PATH.
+ */
+export function applyWeightsOption(v: OptionValues, name = 'weights'): string | undefined {
+  const raw = v[name];
+  const values = raw === undefined || typeof raw === 'boolean' ? [] : typeof raw === 'string' ? [raw] : raw;
+  let bare: string | undefined;
+  for (const w of values) {
+    const eq = w.indexOf('=');
+    const id = eq > 0 ? w.slice(0, eq) : '';
+    if (/^[A-Za-z0-9_.-]+$/.test(id)) {
+      let backboneId: string;
+      try {
+        backboneId = getBackbone(id).id;
+      } catch (err) {
+        throw new CommandUsageError(`--${name} ${w}: ${err instanceof Error ? err.message : String(err)}`);
+      }
+      if (w.slice(eq + 1) === '') throw new CommandUsageError(`--${name} ${w}: the path is missing`);
+      // The command line wins over PHONESIDE_WEIGHTS_<ID>, which may name the same backbone under another key.
+      for (const k of Object.keys(env.weightsDir)) if (weightsEnvKey(k) === weightsEnvKey(backboneId)) delete env.weightsDir[k];
+      env.weightsDir[backboneId] = w.slice(eq + 1);
+    } else if (bare === undefined) bare = w;
+    else throw new CommandUsageError(`only one bare --${name} PATH may be given; use ID=PATH for each backbone`);
+  }
+  return bare;
 }

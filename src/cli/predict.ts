@@ -10,20 +10,23 @@ import { expandInputs } from '../infer/inputs.js';
 import { loadClassifier, NoDefaultModelError } from '../infer/load.js';
 import { errorRow, predictFiles, UNCERTAIN, type PredictionRow } from '../infer/predict.js';
 import { ProgressBar } from '../util/progress.js';
-import { CommandUsageError, isUsageError, numberOpt, usage, type CliIO, applyEnvOptions, ENV_OPTIONS } from './options.js';
+import { CommandUsageError, isUsageError, numberOpt, usage, type CliIO, applyEnvOptions, applyWeightsOption, ENV_OPTIONS } from './options.js';
 
 export const PREDICT_HELP = `phoneside predict [--model MODEL] PATH...
 
 Classifies images: PATHs are files, folders (searched recursively for images) and glob patterns
 (*, ?, ** — quote them to let phoneside expand them). One row per image: path, label,
 probability per class, milliseconds; then a summary.
-  --model MODEL          bundle folder, run folder or exported .onnx file (default: the model shipped with phoneside)
+  --model MODEL          bundle, run or ensemble folder, or exported .onnx file (default: the model shipped with phoneside)
   --format F             table | jsonl | csv (default: table on a terminal, jsonl otherwise)
   --min-confidence X     answer "${UNCERTAIN}" when the top probability is below X (0..1)
   --no-thresholds        ignore the model's own per-class minimum confidences
   --batch-size N         images per inference call (default 8)
   --quiet                no progress bar, no summary
-  --weights PATH         the backbone's ImageNet weights (bundles only)
+  --tta                  test-time augmentation: average the logits of each image and its mirror
+                         image (one ONNX graph; on by default for a model whose manifest asks for it)
+  --weights [ID=]PATH    the backbone's ImageNet weights (bundles and ensembles); ID=PATH for one
+                         backbone (e.g. mobilenet_v2_0.35=DIR), as an ensemble of several needs
   --threads N            ONNX Runtime threads (default: all cores)
   --cache-dir DIR, --offline
 Exit status: 0 when every image was classified, 1 when any failed, 2 for usage errors.
@@ -119,7 +122,7 @@ export function summaryLine(rows: readonly PredictionRow[], classes: readonly st
   return `${rows.length} image${rows.length === 1 ? '' : 's'} in ${seconds.toFixed(seconds < 10 ? 2 : 1)}s (${rate}): ${labels}; ${errors} error${errors === 1 ? '' : 's'}`;
 }
 
-function parse(args: string[]): { v: Record<string, string | boolean | undefined>; paths: string[] } {
+function parse(args: string[]): { v: Record<string, string | boolean | string[] | undefined>; paths: string[] } {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
@@ -130,7 +133,8 @@ function parse(args: string[]): { v: Record<string, string | boolean | undefined
       'no-thresholds': { type: 'boolean' },
       'batch-size': { type: 'string' },
       quiet: { type: 'boolean', short: 'q' },
-      weights: { type: 'string' },
+      tta: { type: 'boolean' },
+      weights: { type: 'string', multiple: true },
       threads: { type: 'string' },
       ...ENV_OPTIONS,
       help: { type: 'boolean', short: 'h' },
@@ -140,12 +144,13 @@ function parse(args: string[]): { v: Record<string, string | boolean | undefined
 }
 
 export async function cmdPredict(args: string[], io: CliIO = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
-  let v: Record<string, string | boolean | undefined>;
+  let v: Record<string, string | boolean | string[] | undefined>;
   let paths: string[];
   let format: Format;
   let minConfidence: number | undefined;
   let batchSize: number;
   let threads: number | undefined;
+  let weights: string | undefined;
   try {
     ({ v, paths } = parse(args));
     if (v['help']) {
@@ -158,6 +163,7 @@ export async function cmdPredict(args: string[], io: CliIO = { stdout: process.s
     minConfidence = numberOpt(v, 'min-confidence', (n) => n >= 0 && n <= 1, 'a number from 0 to 1');
     batchSize = numberOpt(v, 'batch-size', (n) => Number.isInteger(n) && n >= 1, 'a positive integer') ?? 8;
     threads = numberOpt(v, 'threads', (n) => Number.isInteger(n) && n >= 0, 'an integer >= 0');
+    weights = applyWeightsOption(v);
     if (paths.length === 0) throw new CommandUsageError('predict needs at least one PATH (file, folder or glob pattern)');
   } catch (err) {
     if (isUsageError(err)) return usage(io, err, 'predict');
@@ -171,8 +177,9 @@ export async function cmdPredict(args: string[], io: CliIO = { stdout: process.s
   let clf: Classifier;
   try {
     clf = await loadClassifier(typeof v['model'] === 'string' ? v['model'] : undefined, {
-      ...(typeof v['weights'] === 'string' ? { weights: v['weights'] } : {}),
+      ...(weights !== undefined ? { weights } : {}),
       ...(threads !== undefined ? { threads } : {}),
+      ...(v['tta'] ? { tta: true } : {}),
     });
   } catch (err) {
     if (err instanceof NoDefaultModelError) return usage(io, err, 'predict');

@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { NoDefaultModelError } from '../infer/load.js';
 import { defaultConcurrency } from '../serve/defaults.js';
 import type { RunningServer, ServeOptions } from '../serve/server.js';
-import { CommandUsageError, intOpt, isUsageError, numberOpt, usage, type CliIO, type OptionValues, applyEnvOptions, ENV_OPTIONS } from './options.js';
+import { CommandUsageError, intOpt, isUsageError, numberOpt, usage, type CliIO, type OptionValues, applyEnvOptions, applyWeightsOption, ENV_OPTIONS } from './options.js';
 
 const d = defaultConcurrency();
 
@@ -20,7 +20,7 @@ Serves the classifier over HTTP and the web page at '/':
   GET  /healthz /readyz  liveness / readiness        GET /metrics   Prometheus text
   GET  /docs             OpenAPI description         GET /models/device.{json,onnx}  on-device model
 Options:
-  --model M              model for /v1/classify: resnet50 (default), mobilenet_v2, a bundle or run folder, or an .onnx
+  --model M              model for /v1/classify: resnet50 (default), mobilenet_v2, a bundle, run or ensemble folder, or an .onnx
   --device-model M       model the page runs in the browser (default mobilenet_v2)
   --no-device-model      serve no on-device model
   --no-thresholds        answer the top class even below the model's per-class minimum confidence
@@ -35,7 +35,11 @@ Options:
   --max-files N          images per request (default 16)
   --max-image-mb X       one image (default 20)       --max-body-mb X   whole request (default 64)
   --max-pixels N         pixels per image, checked before decoding (default 100000000)
-  --weights PATH         backbone weights for --model   --device-weights PATH   for --device-model
+  --tta                  test-time augmentation for --model (image + mirror image, logits averaged,
+                         inside the ONNX graph; on by default when the model's manifest asks for it)
+  --device-tta           the same for --device-model (the browser runs the TTA graph)
+  --weights [ID=]PATH    backbone weights for --model   --device-weights PATH   for --device-model
+                         (ID=PATH: for one backbone, e.g. an ensemble's; repeatable)
   --quiet                no request log (JSON lines on stdout otherwise)
   --cache-dir DIR, --offline
 `;
@@ -66,8 +70,10 @@ export function parseServeArgs(args: string[]): { options: ServeOptions; v: Opti
       'max-image-mb': { type: 'string' },
       'max-body-mb': { type: 'string' },
       'max-pixels': { type: 'string' },
-      weights: { type: 'string' },
-      'device-weights': { type: 'string' },
+      tta: { type: 'boolean' },
+      'device-tta': { type: 'boolean' },
+      weights: { type: 'string', multiple: true },
+      'device-weights': { type: 'string', multiple: true },
       quiet: { type: 'boolean', short: 'q' },
       ...ENV_OPTIONS,
       help: { type: 'boolean', short: 'h' },
@@ -95,8 +101,10 @@ export function parseServeArgs(args: string[]): { options: ServeOptions; v: Opti
       maxFileBytes: mbOpt(v, 'max-image-mb'),
       maxBodyBytes: mbOpt(v, 'max-body-mb'),
       maxPixels: intOpt(v, 'max-pixels', 1),
-      weights: str('weights'),
-      deviceWeights: str('device-weights'),
+      weights: applyWeightsOption(v, 'weights'),
+      deviceWeights: applyWeightsOption(v, 'device-weights'),
+      tta: v['tta'] ? true : undefined,
+      deviceTta: v['device-tta'] ? true : undefined,
       thresholds: v['no-thresholds'] ? false : undefined,
       logger: !v['quiet'],
     }).filter(([, x]) => x !== undefined),

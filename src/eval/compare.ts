@@ -6,6 +6,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import onnxProto from 'onnx-proto';
 import { Classifier, type LoadClassifierOptions } from '../infer/classifier.js';
+import { readEnsemble } from '../infer/ensemble.js';
 import { resolveModelPath } from '../infer/load.js';
 import { isFile } from '../util/fs.js';
 import type { ProgressStream } from '../util/progress.js';
@@ -24,6 +25,8 @@ export interface CompareOptions extends LoadClassifierOptions {
   latencyRuns?: number;
   /** Per-model ImageNet weights override, by position (falls back to `weights`). */
   weightsPerModel?: (string | undefined)[];
+  /** Per-model test-time augmentation, by position (falls back to `tta`): e.g. one model with and without. */
+  ttaPerModel?: (boolean | undefined)[];
   progress?: ProgressStream;
 }
 
@@ -31,7 +34,10 @@ export interface ModelComparison {
   /** As given on the command line, and the resolved path. */
   name: string;
   path: string;
+  /** Backbone id; `ensemble(a+b)` for an ensemble. */
   backbone: string;
+  /** Test-time augmentation used ('hflip'); absent when none. */
+  tta?: 'hflip';
   accuracy: number;
   macroF1: number;
   weightedF1: number;
@@ -45,11 +51,11 @@ export interface ModelComparison {
   parameters: {
     /** Every weight in the deployed ONNX graph (frozen backbone included). */
     total: number | null;
-    /** Weights of the layers the run trained (the bundle's layers; null for an .onnx file). */
+    /** Weights of the layers the run trained (the bundle's layers, every member's for an ensemble; null for an .onnx file). */
     trained: number | null;
   };
   sizeBytes: {
-    /** The bundle folder as shipped (manifest + trained weights; the backbone comes from its own package). */
+    /** The bundle (or ensemble) folder as shipped (manifest + trained weights; the backbone comes from its own package). */
     bundle: number | null;
     /** The whole classifier as one ONNX file. */
     onnx: number | null;
@@ -130,7 +136,9 @@ export async function compareModels(models: readonly string[], dataDir: string, 
   let classes: string[] | undefined;
   for (const [i, path] of paths.entries()) {
     const weights = opts.weightsPerModel?.[i] ?? opts.weights;
-    const clf = await Classifier.load(path, { ...opts, ...(weights ? { weights } : {}) });
+    const tta = opts.ttaPerModel?.[i] ?? opts.tta;
+    const { tta: _tta, ...loadOpts } = opts;
+    const clf = await Classifier.load(path, { ...loadOpts, ...(weights ? { weights } : {}), ...(tta !== undefined ? { tta } : {}) });
     try {
       checkClasses(models[i]!, clf.classes, set.classes);
       if (classes && classes.join() !== clf.classes.join()) {
@@ -159,11 +167,13 @@ export async function compareModels(models: readonly string[], dataDir: string, 
         data: { dir: dataDir, subset: opts.subset ?? 'all', skipped: set.skipped },
       });
       const onnxFile = clf.source.kind === 'onnx' ? clf.source.path : clf.source.cachedOnnx;
-      const bundleDir = clf.source.kind === 'bundle' ? clf.source.path : undefined;
+      const bundleDir = clf.source.kind !== 'onnx' ? clf.source.path : undefined;
+      const memberDirs = clf.source.kind === 'ensemble' ? (await readEnsemble(clf.source.path)).members.map((m) => m.dir) : bundleDir ? [bundleDir] : [];
       rows.push({
         name: models[i]!,
         path,
         backbone: clf.info.backbone.id,
+        ...(clf.info.tta !== undefined ? { tta: clf.info.tta } : {}),
         accuracy: report.metrics.accuracy,
         macroF1: report.metrics.macroAvg.f1,
         weightedF1: report.metrics.weightedAvg.f1,
@@ -175,7 +185,7 @@ export async function compareModels(models: readonly string[], dataDir: string, 
         mistakes: report.mistakes.length,
         parameters: {
           total: onnxFile ? await countOnnxParameters(onnxFile) : null,
-          trained: bundleDir ? await bundleParameters(bundleDir) : null,
+          trained: memberDirs.length > 0 ? (await Promise.all(memberDirs.map(bundleParameters))).reduce((a, b) => a + b, 0) : null,
         },
         sizeBytes: { bundle: bundleDir ? await dirSize(bundleDir) : null, onnx: onnxFile ? (await stat(onnxFile)).size : null },
         latency: {

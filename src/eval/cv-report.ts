@@ -85,6 +85,8 @@ export interface CvCarryOver {
   medianBestEpoch: number;
   oofTemperature: number;
   thresholds: Record<string, number>;
+  /** Whether the folds were scored with flip test-time augmentation (the final model must be too). */
+  tta: boolean;
   /** Figures for the model card and manifest (no predictions). */
   summary: Omit<CvReport, 'predictions' | 'options'>;
 }
@@ -115,6 +117,7 @@ export async function readCvReport(path: string): Promise<CvCarryOver> {
     medianBestEpoch: num(r.medianBestEpoch, 'medianBestEpoch'),
     oofTemperature: num(r.oofTemperature, 'oofTemperature'),
     thresholds,
+    tta: (r.options as Record<string, unknown> | undefined)?.['tta'] === true,
     summary,
   };
 }

@@ -33,8 +33,8 @@ export interface EvaluatedImage {
 }
 
 export interface EvaluationResult {
-  /** The model as evaluated: its path, backbone, classes and softmax temperature. */
-  model: { path: string; backbone: string; classes: string[]; temperature: number };
+  /** The model as evaluated: its path, backbone, classes, softmax temperature and test-time augmentation (absent: none). */
+  model: { path: string; backbone: string; classes: string[]; temperature: number; tta?: 'hflip' };
   dataDir: string;
   subset: 'all' | Subset;
   metrics: ClassificationMetrics;
@@ -106,8 +106,8 @@ export function checkClasses(model: string, modelClasses: readonly string[], dat
 }
 
 /**
- * Evaluates `model` (a run or bundle folder, an exported .onnx, or a shipped model's name) on the
- * labelled images of `dataDir`.
+ * Evaluates `model` (a run, bundle or ensemble folder, an exported .onnx, or a shipped model's
+ * name) on the labelled images of `dataDir`; `opts.tta` turns test-time augmentation on.
  */
 export async function evaluate(modelArg: string, dataDir: string, opts: EvaluateOptions = {}): Promise<EvaluationResult> {
   const t0 = performance.now();
@@ -124,7 +124,7 @@ export async function evaluate(modelArg: string, dataDir: string, opts: Evaluate
       classes,
     );
     return {
-      model: { path: model, backbone: clf.info.backbone.id, classes: [...classes], temperature: clf.info.temperature },
+      model: { path: model, backbone: clf.info.backbone.id, classes: [...classes], temperature: clf.info.temperature, ...(clf.info.tta !== undefined ? { tta: clf.info.tta } : {}) },
       dataDir,
       subset: opts.subset ?? 'all',
       metrics,

@@ -1,32 +1,46 @@
 /**
  * A trained classifier run end to end by ONNX Runtime alone (no tfjs): the bundle's trained
  * layers are joined to the backbone's frozen trunk and emitted as one ONNX graph, or an exported
- * ONNX file (see infer/export.ts) is loaded as it is. Assembled graphs are cached on disk by the
- * bundle's content, so loading the same bundle again skips the backbone and the assembly.
+ * ONNX file (see infer/export.ts) is loaded as it is, or an ensemble folder (see infer/ensemble.ts)
+ * is assembled into one graph averaging its members. Assembled graphs are cached on disk by the
+ * content of the files they come from, so loading the same model again skips the backbone and the
+ * assembly.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { isFile } from '../util/fs.js';
 import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
+import type { LayerGraph } from '../backbones/graph.js';
 import { getBackbone, type Preprocessing } from '../backbones/registry.js';
-import { loadBackbone } from '../backbones/load.js';
+import { loadBackbone, type LoadedBackbone } from '../backbones/load.js';
 import { normalizeToCHW } from '../backbones/preprocess.js';
 import { loadForModel } from '../data/image.js';
-import { env } from '../env.js';
-import { BUNDLE_FORMAT, loadBundle, type BundleManifest, type ModelBundle } from '../model/bundle.js';
-import { assembleClassifierGraph } from '../model/assemble.js';
+import { env, weightsEnvVar } from '../env.js';
+import { BUNDLE_FORMAT, loadBundle, parseTta, type BundleManifest, type ModelBundle, type TtaMode } from '../model/bundle.js';
+import { assembleClassifierGraph, assembleEnsembleGraph } from '../model/assemble.js';
 import { buildTrunkModel } from '../onnx/from-graph.js';
+import { ensembleFiles, ensembleInfo, findBundleDir, isEnsembleDir, readEnsemble, type EnsembleDescription, type EnsembleManifest } from './ensemble.js';
 import { classifierMetadata, parseClassifierMetadata, parseThresholds, readOnnxMetadata, ONNX_FORMAT_VERSION, type ClassifierInfo } from './onnx-meta.js';
 import { emitterFingerprint, packageVersion } from './package.js';
 
 export interface LoadClassifierOptions {
-  /** Override folder for the backbone's ImageNet weights. */
+  /**
+   * Override folder for the backbone's ImageNet weights. For an ensemble whose members sit on
+   * different backbones one folder cannot serve them all: set `env.weightsDir[id]` (the CLI's
+   * `--weights ID=PATH`) or `PHONESIDE_WEIGHTS_<ID>` per backbone instead.
+   */
   weights?: string;
   /** ONNX Runtime intra-op threads (0 = all cores). */
   threads?: number;
   /** Reuse / store the assembled ONNX graph under `<env.cacheDir>/models/` (default true). */
   cache?: boolean;
+  /**
+   * Test-time augmentation (horizontal flip, logits averaged): true = on even if the model's
+   * manifest / ensemble.json lacks it, false = off even if it has it; default: as the model says.
+   * An exported .onnx file has it built in (or not): asking for the other is an error.
+   */
+  tta?: boolean;
 }
 
 export interface Prediction {
@@ -48,11 +62,12 @@ export interface DecodedBatch {
 
 /** Where a loaded classifier came from. */
 export interface ClassifierSource {
-  kind: 'bundle' | 'onnx';
+  kind: 'bundle' | 'ensemble' | 'onnx';
+  /** The bundle folder (holding manifest.json), the ensemble folder, or the .onnx file. */
   path: string;
-  /** For bundles: the cached ONNX file used or written, if any. */
+  /** For bundles and ensembles: the cached ONNX file used or written, if any. */
   cachedOnnx?: string;
-  /** For bundles: whether the cache already held the graph (no assembly was done). */
+  /** For bundles and ensembles: whether the cache already held the graph (no assembly was done). */
   cacheHit?: boolean;
 }
 
@@ -61,13 +76,23 @@ const sessionOptions = (threads: number | undefined): ort.InferenceSession.Sessi
   graphOptimizationLevel: 'all',
 });
 
-/** The ClassifierInfo of a bundle manifest (thresholds validated against its classes). */
-export function infoFromManifest(manifest: BundleManifest, createdAt = manifest.createdAt): ClassifierInfo {
+/** The TTA a model runs with: its own (`own`), unless `requested` says otherwise. */
+export function effectiveTta(own: TtaMode | undefined, requested: boolean | undefined): TtaMode | undefined {
+  if (requested === undefined) return own;
+  return requested ? 'hflip' : undefined;
+}
+
+/**
+ * The ClassifierInfo of a bundle manifest (thresholds validated against its classes); `tta`
+ * overrides the manifest's own as in LoadClassifierOptions.
+ */
+export function infoFromManifest(manifest: BundleManifest, createdAt = manifest.createdAt, tta?: boolean): ClassifierInfo {
   const raw: unknown = manifest.thresholds;
   const thresholds = parseThresholds(raw, 'manifest.json');
   for (const k of Object.keys(thresholds)) {
     if (!manifest.classes.includes(k)) throw new Error(`manifest.json: threshold for unknown class '${k}' (classes: ${manifest.classes.join(', ')})`);
   }
+  const mode = effectiveTta(parseTta(manifest.tta, 'manifest.json'), tta);
   return {
     classes: manifest.classes,
     preprocessing: manifest.preprocessing,
@@ -75,42 +100,86 @@ export function infoFromManifest(manifest: BundleManifest, createdAt = manifest.
     thresholds,
     backbone: { id: manifest.backbone.id, weightsSha256: manifest.backbone.weightsSha256 },
     createdAt,
+    ...(mode !== undefined ? { tta: mode } : {}),
   };
 }
 
+export interface BuildOnnxOptions {
+  /** Override folder for the backbone's ImageNet weights (see LoadClassifierOptions.weights). */
+  weights?: string;
+  /** The `created_at` written to the metadata (default now). */
+  createdAt?: string;
+  /** As LoadClassifierOptions.tta (default: as the model says). */
+  tta?: boolean;
+}
+
 /**
- * The whole classifier (trunk + trained layers + softmax, temperature folded) as ONNX bytes with
- * phoneside's metadata: input `input` [N, 3, H, W] float32, output `output` [N, classes].
+ * The whole classifier (trunk + trained layers + softmax, temperature folded, TTA when asked
+ * for) as ONNX bytes with phoneside's metadata: input `input` [N, 3, H, W] float32, output
+ * `output` [N, classes].
  */
-export async function buildClassifierOnnx(
-  bundle: ModelBundle,
-  opts: { weights?: string; createdAt?: string } = {},
-): Promise<{ bytes: Uint8Array; info: ClassifierInfo }> {
-  const info = infoFromManifest(bundle.manifest, opts.createdAt ?? new Date().toISOString());
+export async function buildClassifierOnnx(bundle: ModelBundle, opts: BuildOnnxOptions = {}): Promise<{ bytes: Uint8Array; info: ClassifierInfo }> {
+  const info = infoFromManifest(bundle.manifest, opts.createdAt ?? new Date().toISOString(), opts.tta);
   const spec = getBackbone(bundle.manifest.backbone.id);
   const backbone = await loadBackbone(spec, opts.weights ? { path: opts.weights } : {});
-  const graph = assembleClassifierGraph(backbone, bundle, { softmax: true });
+  const graph = assembleClassifierGraph(backbone, bundle, { softmax: true, ...(info.tta !== undefined ? { tta: info.tta } : {}) });
   return { bytes: buildTrunkModel(graph, { metadata: classifierMetadata(info) }), info };
 }
 
-/** Folder holding the bundle's manifest.json: `dir` itself or its `model/`; undefined if neither. */
-async function findBundleDir(dir: string): Promise<string | undefined> {
-  if (await isFile(join(dir, 'manifest.json'))) return dir;
-  if (await isFile(join(dir, 'model', 'manifest.json'))) return join(dir, 'model');
-  return undefined;
+/** The backbone of each member of an ensemble (a bare `weights` folder only when they share one backbone). */
+async function memberBackbones(e: EnsembleDescription, weights: string | undefined): Promise<LoadedBackbone[]> {
+  const ids = [...new Set(e.members.map((m) => m.manifest.backbone.id))];
+  if (weights && ids.length > 1) {
+    throw new Error(
+      `${e.dir}: the ensemble's members sit on ${ids.length} backbones (${ids.join(', ')}), so one weights folder cannot serve them all; ` +
+        `give weights per backbone instead (--weights ${ids[ids.length - 1]}=DIR, or env ${weightsEnvVar(ids[ids.length - 1]!)}=DIR)`,
+    );
+  }
+  const out: LoadedBackbone[] = [];
+  for (const m of e.members) out.push(await loadBackbone(getBackbone(m.manifest.backbone.id), weights ? { path: weights } : {}));
+  return out;
+}
+
+/**
+ * An ensemble folder (or its description, from readEnsemble) as ONE ONNX graph: input raw RGB
+ * pixels 0..255 (preprocessing mean 0, std 1; each member normalises them inside the graph),
+ * output the mean of the members' temperature-scaled class probabilities.
+ */
+export async function buildEnsembleOnnx(ensemble: string | EnsembleDescription, opts: BuildOnnxOptions = {}): Promise<{ bytes: Uint8Array; info: ClassifierInfo }> {
+  const e = typeof ensemble === 'string' ? await readEnsemble(ensemble) : ensemble;
+  const tta = effectiveTta(e.manifest.tta, opts.tta);
+  const info = { ...ensembleInfo(e, tta), createdAt: opts.createdAt ?? new Date().toISOString() };
+  const backbones = await memberBackbones(e, opts.weights);
+  const members = [];
+  for (const [i, m] of e.members.entries()) {
+    const bundle = await loadBundle(m.dir);
+    members.push({ name: m.name, backbone: backbones[i]!, bundle });
+  }
+  let graph: LayerGraph;
+  try {
+    graph = assembleEnsembleGraph(members, tta !== undefined ? { tta } : {});
+  } catch (err) {
+    throw new Error(`${e.dir}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  return { bytes: buildTrunkModel(graph, { metadata: classifierMetadata(info) }), info };
 }
 
 let codeDigest: string | undefined;
 
-/** Cache key: the bundle's bytes plus the code and version that turn it into ONNX. */
-function cacheKey(manifestBytes: Uint8Array, weightsBytes: Uint8Array): string {
+/**
+ * Cache key: the bytes of the files a model is made of, the TTA asked for, and the code and
+ * version that turn them into ONNX.
+ */
+function cacheKey(kind: 'classifier' | 'ensemble', tta: boolean | undefined, parts: readonly Uint8Array[]): string {
   codeDigest ??= createHash('sha256').update(emitterFingerprint()).digest('hex');
-  return createHash('sha256')
-    .update(`phoneside-classifier-onnx/${ONNX_FORMAT_VERSION}/${packageVersion()}/${codeDigest}\n`)
-    .update(manifestBytes)
-    .update('\0')
-    .update(weightsBytes)
-    .digest('hex');
+  const h = createHash('sha256')
+    .update(`phoneside-${kind}-onnx/${ONNX_FORMAT_VERSION}/${packageVersion()}/${codeDigest}\n`)
+    .update(`tta=${tta === undefined ? 'model' : tta ? 'hflip' : 'none'}\n`);
+  parts.forEach((p, i) => {
+    if (i > 0) h.update('\0');
+    h.update(p);
+  });
+  return h.digest('hex');
 }
 
 /** Writes `bytes` to `path` atomically (temp file + rename), creating the folder. */
@@ -130,60 +199,119 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<
 export interface ClassifierOnnx {
   info: ClassifierInfo;
   source: ClassifierSource;
-  /** The bundle's manifest (undefined for an exported ONNX file). */
+  /** The bundle's manifest (undefined for an exported ONNX file or an ensemble). */
   manifest?: BundleManifest;
+  /** The ensemble.json of an ensemble. */
+  ensemble?: EnsembleManifest;
   /** The cached or exported file, or the assembled bytes when nothing could be cached. */
   onnx: { path: string } | { bytes: Uint8Array };
+  /**
+   * The files whose bytes decide the model's answers: a bundle's manifest.json and weights.bin,
+   * an ensemble's ensemble.json and its members' files, or the .onnx file.
+   */
+  files: string[];
+  /** Set when the options changed what the files say (e.g. 'tta=hflip' from `tta: true`). */
+  variant?: string;
 }
 
-async function onnxFileClassifier(path: string): Promise<ClassifierOnnx> {
+async function onnxFileClassifier(path: string, tta?: boolean): Promise<ClassifierOnnx> {
   const info = parseClassifierMetadata(await readOnnxMetadata(path), path);
-  return { info, source: { kind: 'onnx', path }, onnx: { path } };
+  if (tta !== undefined && tta !== (info.tta !== undefined)) {
+    throw new Error(
+      `${path} is an exported ONNX file with ${info.tta !== undefined ? `TTA (${info.tta})` : 'no TTA'} built in; ` +
+        `export it again ${tta ? 'with' : 'without'} --tta`,
+    );
+  }
+  return { info, source: { kind: 'onnx', path }, onnx: { path }, files: [path] };
 }
 
-async function assembleBundle(bundle: ModelBundle, path: string, opts: Pick<LoadClassifierOptions, 'weights'>, cachePath?: string): Promise<ClassifierOnnx> {
-  const { bytes } = await buildClassifierOnnx(bundle, { weights: opts.weights });
-  let cachedOnnx: string | undefined;
+const variantOf = (own: TtaMode | undefined, used: TtaMode | undefined): { variant?: string } => (own === used ? {} : { variant: `tta=${used ?? 'none'}` });
+
+/**
+ * The cached ONNX file at `cachePath` if it is there and readable (a cheap metadata read catches
+ * a truncated or foreign file; Classifier.load also rebuilds if a session cannot be made); a
+ * damaged one is removed.
+ */
+async function cachedFile(cachePath: string): Promise<boolean> {
+  if (!(await isFile(cachePath))) return false;
+  const readable = await readOnnxMetadata(cachePath).then((meta) => parseClassifierMetadata(meta, cachePath)).then(() => true, () => false);
+  if (!readable) await rm(cachePath, { force: true });
+  return readable;
+}
+
+/** Stores assembled bytes in the cache when there is one; a read-only or full cache only costs the next load an assembly. */
+async function store(bytes: Uint8Array, cachePath: string | undefined): Promise<{ onnx: ClassifierOnnx['onnx']; cachedOnnx?: string }> {
   if (cachePath !== undefined) {
     try {
       await writeFileAtomic(cachePath, bytes);
-      cachedOnnx = cachePath;
+      return { onnx: { path: cachePath }, cachedOnnx: cachePath };
     } catch {
-      // A read-only or full cache only costs the next load an assembly.
+      // fall through: keep the bytes
     }
   }
+  return { onnx: { bytes } };
+}
+
+async function assembleBundle(bundle: ModelBundle, path: string, opts: Pick<LoadClassifierOptions, 'weights' | 'tta'>, cachePath?: string): Promise<ClassifierOnnx> {
+  const { bytes } = await buildClassifierOnnx(bundle, { ...(opts.weights ? { weights: opts.weights } : {}), ...(opts.tta !== undefined ? { tta: opts.tta } : {}) });
+  const { onnx, cachedOnnx } = await store(bytes, cachePath);
   const source: ClassifierSource = { kind: 'bundle', path, cacheHit: false, ...(cachedOnnx ? { cachedOnnx } : {}) };
-  return { info: infoFromManifest(bundle.manifest), source, manifest: bundle.manifest, onnx: cachedOnnx ? { path: cachedOnnx } : { bytes } };
+  const info = infoFromManifest(bundle.manifest, undefined, opts.tta);
+  return { info, source, manifest: bundle.manifest, onnx, files: [join(path, 'manifest.json'), join(path, 'weights.bin')], ...variantOf(bundle.manifest.tta, info.tta) };
+}
+
+async function locateEnsemble(dir: string, opts: Pick<LoadClassifierOptions, 'weights' | 'cache' | 'tta'>): Promise<ClassifierOnnx> {
+  const e = await readEnsemble(dir);
+  const tta = effectiveTta(e.manifest.tta, opts.tta);
+  const files = ensembleFiles(e);
+  const found = { info: ensembleInfo(e, tta), ensemble: e.manifest, files, ...variantOf(e.manifest.tta, tta) };
+  let cachePath: string | undefined;
+  if (opts.cache !== false) {
+    const parts: Uint8Array[] = [];
+    for (const f of files) parts.push(await readFile(f));
+    cachePath = join(env.cacheDir, 'models', `${cacheKey('ensemble', opts.tta, parts)}.onnx`);
+    if (await cachedFile(cachePath)) {
+      return { ...found, source: { kind: 'ensemble', path: dir, cachedOnnx: cachePath, cacheHit: true }, onnx: { path: cachePath } };
+    }
+  }
+  const { bytes } = await buildEnsembleOnnx(e, { ...(opts.weights ? { weights: opts.weights } : {}), ...(opts.tta !== undefined ? { tta: opts.tta } : {}) });
+  const { onnx, cachedOnnx } = await store(bytes, cachePath);
+  return { ...found, source: { kind: 'ensemble', path: dir, cacheHit: false, ...(cachedOnnx ? { cachedOnnx } : {}) }, onnx };
 }
 
 /**
- * Finds the classifier ONNX of `model` (bundle, run folder, exported `.onnx`, or a folder holding a
- * `model.onnx`): the cached graph of a bundle, else assembled (and cached) from the bundle and its
- * backbone's weights. No ONNX Runtime session is made, so callers that run the model elsewhere
- * (the server's worker threads) pay for one session, not two.
+ * Finds the classifier ONNX of `model` (bundle, run folder, ensemble folder, exported `.onnx`, or
+ * a folder holding a `model.onnx`): the cached graph of a bundle or ensemble, else assembled (and
+ * cached) from its files and its backbones' weights. No ONNX Runtime session is made, so callers
+ * that run the model elsewhere (the server's worker threads) pay for one session, not two.
  */
-export async function locateClassifierOnnx(model: string, opts: Pick<LoadClassifierOptions, 'weights' | 'cache'> = {}): Promise<ClassifierOnnx> {
-  if (await isFile(model)) return onnxFileClassifier(model);
+export async function locateClassifierOnnx(model: string, opts: Pick<LoadClassifierOptions, 'weights' | 'cache' | 'tta'> = {}): Promise<ClassifierOnnx> {
+  if (await isFile(model)) return onnxFileClassifier(model, opts.tta);
+  if (await isEnsembleDir(model)) return locateEnsemble(model, opts);
   const dir = await findBundleDir(model);
   if (dir === undefined) {
-    if (await isFile(join(model, 'model.onnx'))) return onnxFileClassifier(join(model, 'model.onnx'));
+    if (await isFile(join(model, 'model.onnx'))) return onnxFileClassifier(join(model, 'model.onnx'), opts.tta);
     return assembleBundle(await loadBundle(model), model, opts); // loadBundle gives the error
   }
   if (opts.cache === false) return assembleBundle(await loadBundle(dir), dir, opts);
 
   const [manifestBytes, weightsBytes] = await Promise.all([readFile(join(dir, 'manifest.json')), readFile(join(dir, 'weights.bin'))]);
-  const cached = join(env.cacheDir, 'models', `${cacheKey(manifestBytes, weightsBytes)}.onnx`);
-  if (await isFile(cached)) {
+  const cached = join(env.cacheDir, 'models', `${cacheKey('classifier', opts.tta, [manifestBytes, weightsBytes])}.onnx`);
+  if (await cachedFile(cached)) {
     // The key covers the manifest bytes, so this manifest was loaded and assembled before.
     const manifest = JSON.parse(manifestBytes.toString('utf8')) as BundleManifest & { graph?: unknown };
-    // A cheap sanity check (a few small reads) catches a truncated or foreign file before anyone
-    // builds a session on it; Classifier.load also rebuilds if a session cannot be made.
-    const readable = await readOnnxMetadata(cached).then((meta) => parseClassifierMetadata(meta, cached)).then(() => true, () => false);
-    if (manifest.format === BUNDLE_FORMAT && readable) {
+    if (manifest.format === BUNDLE_FORMAT) {
       const { graph: _graph, ...rest } = manifest;
-      return { info: infoFromManifest(rest), source: { kind: 'bundle', path: dir, cachedOnnx: cached, cacheHit: true }, manifest: rest, onnx: { path: cached } };
+      const info = infoFromManifest(rest, undefined, opts.tta);
+      return {
+        info,
+        source: { kind: 'bundle', path: dir, cachedOnnx: cached, cacheHit: true },
+        manifest: rest,
+        onnx: { path: cached },
+        files: [join(dir, 'manifest.json'), join(dir, 'weights.bin')],
+        ...variantOf(rest.tta, info.tta),
+      };
     }
-    if (!readable) await rm(cached, { force: true });
   }
   return assembleBundle(await loadBundle(dir), dir, opts, cached);
 }
@@ -194,13 +322,15 @@ export class Classifier {
     readonly info: ClassifierInfo,
     private readonly session: ort.InferenceSession,
     readonly source: ClassifierSource,
-    /** The bundle's manifest (undefined for an exported ONNX file). */
+    /** The bundle's manifest (undefined for an exported ONNX file or an ensemble). */
     readonly manifest?: BundleManifest,
+    /** The ensemble.json of an ensemble. */
+    readonly ensemble?: EnsembleManifest,
   ) {}
 
   /**
-   * Loads a bundle folder, a run folder (holding `model/`), an exported `.onnx` file, or a folder
-   * holding only a `model.onnx`.
+   * Loads a bundle folder, a run folder (holding `model/`), an ensemble folder (holding
+   * `ensemble.json`), an exported `.onnx` file, or a folder holding only a `model.onnx`.
    */
   static async load(model: string, opts: LoadClassifierOptions = {}): Promise<Classifier> {
     const found = await locateClassifierOnnx(model, opts);
@@ -225,7 +355,7 @@ export class Classifier {
       await session.release();
       throw new Error(`${found.source.path}: expected an input named 'input' and an output named 'output'`);
     }
-    return new Classifier(found.info, session, found.source, found.manifest);
+    return new Classifier(found.info, session, found.source, found.manifest, found.ensemble);
   }
 
   get classes(): string[] {

@@ -17,7 +17,7 @@ export class NoDefaultModelError extends Error {
 
 export const DEFAULT_MODEL = 'resnet50';
 
-/** Where a shipped model lives (a bundle folder). */
+/** Where a shipped model lives (a bundle or ensemble folder). */
 export function shippedModelPath(name: string, root: string = packageRoot()): string {
   return join(root, 'models', name);
 }
@@ -35,7 +35,7 @@ export function resolveModelPath(model?: string, root?: string): string {
   if (model !== undefined) {
     if (/^[a-z0-9_.-]+$/i.test(model) && !existsSync(model)) {
       const shipped = shippedModelPath(model, root);
-      if (existsSync(join(shipped, 'manifest.json'))) return shipped;
+      if (existsSync(join(shipped, 'manifest.json')) || existsSync(join(shipped, 'ensemble.json'))) return shipped;
     }
     return model;
   }
@@ -45,8 +45,8 @@ export function resolveModelPath(model?: string, root?: string): string {
 }
 
 /**
- * Loads a classifier: a bundle or run folder, or an exported `.onnx` file; without `model`, the
- * default model shipped with phoneside.
+ * Loads a classifier: a bundle, run or ensemble folder, or an exported `.onnx` file; without
+ * `model`, the default model shipped with phoneside.
  */
 export async function loadClassifier(model?: string, opts: LoadClassifierOptions = {}): Promise<Classifier> {
   return Classifier.load(resolveModelPath(model), opts);

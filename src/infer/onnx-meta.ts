@@ -7,6 +7,7 @@
 import { open } from 'node:fs/promises';
 import onnxProto from 'onnx-proto';
 import type { Preprocessing, ResizePolicy } from '../backbones/registry.js';
+import { parseTta, type TtaMode } from '../model/bundle.js';
 
 const { onnx } = onnxProto;
 
@@ -21,9 +22,34 @@ export interface ClassifierInfo {
   temperature: number;
   /** Per-class minimum confidence (top probability) below which the answer is "uncertain". */
   thresholds: Record<string, number>;
+  /**
+   * For a single model: its backbone. For an ensemble: id `ensemble(<member ids joined by +>)`
+   * and a sha256 over the members' backbone ids and weights digests.
+   */
   backbone: { id: string; weightsSha256: string };
   /** When the ONNX file (or the bundle, for bundles) was made, ISO 8601. */
   createdAt: string;
+  /**
+   * Test-time augmentation done inside the graph (absent = none): 'hflip' = softmax of the mean of
+   * the logits of the image and of its mirror image, divided by the temperature. The input
+   * contract is unchanged: one image per row.
+   */
+  tta?: TtaMode;
+  /**
+   * Present for an ensemble: its members, whose temperature-scaled probabilities the graph
+   * averages. The ensemble's own `temperature` is then 1 (each member applies its own).
+   */
+  ensemble?: { members: EnsembleMemberInfo[] };
+}
+
+/** One member of an ensemble, as recorded in ClassifierInfo and the ONNX metadata. */
+export interface EnsembleMemberInfo {
+  /** The member's folder name inside the ensemble. */
+  name: string;
+  backbone: { id: string; weightsSha256: string };
+  temperature: number;
+  /** The member's own preprocessing, applied inside the graph to the ensemble's raw pixels. */
+  preprocessing: Preprocessing;
 }
 
 /** `preprocessing` as written to metadata: the Preprocessing fields plus the tensor contract. */
@@ -53,6 +79,9 @@ export function classifierMetadata(info: ClassifierInfo): Record<string, string>
     thresholds: JSON.stringify(info.thresholds),
     backbone: JSON.stringify({ id: info.backbone.id, weightsSha256: info.backbone.weightsSha256 }),
     created_at: info.createdAt,
+    // Written only when used, so that files without them read exactly as before.
+    ...(info.tta !== undefined ? { tta: info.tta } : {}),
+    ...(info.ensemble !== undefined ? { ensemble: JSON.stringify(info.ensemble) } : {}),
   };
 }
 
@@ -60,6 +89,36 @@ const RESIZE: readonly ResizePolicy[] = ['squash', 'center-crop', 'pad'];
 
 function isTriple(v: unknown): v is [number, number, number] {
   return Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === 'number' && Number.isFinite(x));
+}
+
+function isPreprocessing(p: unknown): p is Preprocessing {
+  const o = p as Partial<Preprocessing> | null;
+  return (
+    typeof o === 'object' && o !== null && Number.isInteger(o.size) && (o.size as number) > 0 &&
+    (o.channelOrder === 'RGB' || o.channelOrder === 'BGR') && isTriple(o.mean) && isTriple(o.std) && RESIZE.includes(o.resize as ResizePolicy)
+  );
+}
+
+function parseEnsembleMeta(v: unknown, where: string): { members: EnsembleMemberInfo[] } {
+  const members = (v as { members?: unknown } | null)?.members;
+  const ok =
+    Array.isArray(members) && members.length > 0 &&
+    members.every((m: unknown) => {
+      const o = m as Partial<EnsembleMemberInfo> | null;
+      return (
+        typeof o === 'object' && o !== null && typeof o.name === 'string' && typeof o.temperature === 'number' &&
+        typeof o.backbone?.id === 'string' && typeof o.backbone.weightsSha256 === 'string' && isPreprocessing(o.preprocessing)
+      );
+    });
+  if (!ok) throw new Error(`${where}: metadata 'ensemble' is incomplete or invalid`);
+  return {
+    members: (members as EnsembleMemberInfo[]).map((m) => ({
+      name: m.name,
+      backbone: { id: m.backbone.id, weightsSha256: m.backbone.weightsSha256 },
+      temperature: m.temperature,
+      preprocessing: { size: m.preprocessing.size, channelOrder: m.preprocessing.channelOrder, mean: m.preprocessing.mean, std: m.preprocessing.std, resize: m.preprocessing.resize },
+    })),
+  };
 }
 
 /** Validates a thresholds object (class -> probability in [0, 1]); `where` names it in errors. */
@@ -104,6 +163,8 @@ export function parseClassifierMetadata(meta: Record<string, string>, where: str
   }
   const b = (meta['backbone'] !== undefined ? json('backbone') : {}) as { id?: unknown; weightsSha256?: unknown };
   const temperature = meta['temperature'] !== undefined ? Number(meta['temperature']) : 1;
+  const tta = parseTta(meta['tta'], `${where}: metadata`);
+  const ensemble = meta['ensemble'] !== undefined ? parseEnsembleMeta(json('ensemble'), where) : undefined;
   return {
     classes: classes as string[],
     preprocessing: { size: p.size!, channelOrder: p.channelOrder, mean: p.mean, std: p.std, resize: p.resize! },
@@ -111,6 +172,8 @@ export function parseClassifierMetadata(meta: Record<string, string>, where: str
     thresholds: meta['thresholds'] !== undefined ? parseThresholds(json('thresholds'), where) : {},
     backbone: { id: typeof b.id === 'string' ? b.id : 'unknown', weightsSha256: typeof b.weightsSha256 === 'string' ? b.weightsSha256 : '' },
     createdAt: meta['created_at'] ?? '',
+    ...(tta !== undefined ? { tta } : {}),
+    ...(ensemble !== undefined ? { ensemble } : {}),
   };
 }
 

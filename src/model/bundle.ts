@@ -41,6 +41,13 @@ interface SerializedNode {
   weights: WeightEntry[];
 }
 
+/**
+ * Test-time augmentation: 'hflip' runs the classifier on the image and on its left-right mirror
+ * image and takes the softmax of the mean of the two logit vectors (divided by the temperature).
+ */
+export type TtaMode = 'hflip';
+export const TTA_MODES: readonly TtaMode[] = ['hflip'];
+
 export interface BundleManifest {
   format: typeof BUNDLE_FORMAT;
   version: number;
@@ -57,6 +64,12 @@ export interface BundleManifest {
    * out-of-fold predictions; absent = always answer).
    */
   thresholds?: Record<string, number>;
+  /**
+   * Test-time augmentation used whenever the model runs (absent = none): 'hflip' averages the
+   * logits of the image and of its mirror image before the temperature and the softmax. It
+   * changes how the classifier is assembled, not the weights; `--tta` asks for it on any bundle.
+   */
+  tta?: TtaMode;
   /** Free-form summary (validation metrics, data, recipe) for model cards. */
   info: Record<string, unknown>;
   /** Storage type of weights.bin (default float32); values are float32 once loaded. */
@@ -120,6 +133,7 @@ export async function loadBundle(dir: string): Promise<ModelBundle> {
   if (raw.format !== BUNDLE_FORMAT) throw new Error(`${base}/manifest.json is not a phoneside bundle manifest`);
   if (raw.version > BUNDLE_VERSION) throw new Error(`${base}: bundle version ${raw.version} is newer than this phoneside supports (${BUNDLE_VERSION})`);
   if (!raw.graph) throw new Error(`${base}/manifest.json has no graph`);
+  parseTta(raw.tta, `${base}/manifest.json`);
   const buf = await readFile(join(base, 'weights.bin'));
   const bytes = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength);
   const dtype = raw.weightsDtype ?? 'float32';
@@ -136,4 +150,13 @@ export async function loadBundle(dir: string): Promise<ModelBundle> {
   });
   const { graph, ...manifest } = raw;
   return { manifest, graph: { nodes, input: graph.input, output: graph.output } };
+}
+
+/** Validates a `tta` field (absent = none); `where` names the file in errors. */
+export function parseTta(v: unknown, where: string): TtaMode | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (!TTA_MODES.includes(v as TtaMode)) {
+    throw new Error(`${where}: unknown tta ${JSON.stringify(v)} (known: ${TTA_MODES.join(', ')})`);
+  }
+  return v as TtaMode;
 }

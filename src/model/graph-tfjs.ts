@@ -158,6 +158,14 @@ export function createGraphModule(graph: LayerGraph, opts: GraphModuleOptions): 
         const y = tf.fused.matMul({ a: x, b: learned(node, 'kernel'), bias: bias(node, op.useBias), activation: fused });
         return activate(y, rest);
       }
+      case 'flipWidth':
+        return tf.reverse(x, 2);
+      case 'concatBatch':
+        return tf.concat(inputs, 0);
+      case 'meanViews':
+        return tf.mean(tf.reshape(x, [op.views, -1, ...x.shape.slice(1)]), 0);
+      case 'mean':
+        return inputs.length === 1 ? x : tf.div(tf.addN(inputs), inputs.length);
     }
     const unknown: never = op;
     throw new Error(`unsupported layer op ${JSON.stringify(unknown)}`);

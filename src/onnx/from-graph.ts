@@ -238,6 +238,42 @@ export function emitLayerGraph(
         tensors.set(name, activation(y, op.activation, name));
         break;
       }
+      case 'flipWidth': {
+        // Slice backwards over W (NCHW axis 3): from the last column down past the first.
+        const y = b.node(
+          'Slice',
+          [
+            tensorOf(node.inputs[0]!),
+            b.constant(`${name}/starts`, [-1]),
+            b.constant(`${name}/ends`, BigInt64Array.of(-9223372036854775807n)),
+            b.constant(`${name}/axes`, [3]),
+            b.constant(`${name}/steps`, [-1]),
+          ],
+          b.uniqueName(name),
+        );
+        tensors.set(name, y);
+        break;
+      }
+      case 'concatBatch':
+        tensors.set(name, b.node('Concat', node.inputs.map(tensorOf), b.uniqueName(name), { axis: 0 }));
+        break;
+      case 'meanViews': {
+        // [views*N, ...] -> [views, N, ...] -> mean over the views.
+        const s = shapes.get(node.inputs[0]!)!;
+        const perImage = s.length === 3 ? [s[2], s[0], s[1]] : [s[0]];
+        const shape = b.constant(`${name}/shape`, [op.views, -1, ...perImage]);
+        const views = b.node('Reshape', [tensorOf(node.inputs[0]!), shape], b.uniqueName(`${name}/views`));
+        // ReduceMean takes its axes as an attribute up to opset 17, as an input from opset 18.
+        const y =
+          b.opset >= 18
+            ? b.node('ReduceMean', [views, b.constant(`${name}/axes`, [0])], b.uniqueName(name), { keepdims: 0 })
+            : b.node('ReduceMean', [views], b.uniqueName(name), { axes: [0], keepdims: 0 });
+        tensors.set(name, y);
+        break;
+      }
+      case 'mean':
+        tensors.set(name, node.inputs.length === 1 ? tensorOf(node.inputs[0]!) : b.node('Mean', node.inputs.map(tensorOf), b.uniqueName(name)));
+        break;
       default: {
         const unknown: never = op;
         throw new Error(`unsupported layer op ${JSON.stringify(unknown)}`);

@@ -12,6 +12,13 @@ export interface ServeOptions {
   weights?: string;
   /** Backbone weights folder for `deviceModel`. */
   deviceWeights?: string;
+  /**
+   * Test-time augmentation (horizontal flip, logits averaged, inside the ONNX graph) for `model`:
+   * true = on even if its manifest lacks it, false = off; default: as the model says.
+   */
+  tta?: boolean;
+  /** The same for `deviceModel` (the browser then runs the TTA graph). */
+  deviceTta?: boolean;
   /** Default 127.0.0.1. */
   host?: string;
   /** Default 8080; 0 picks a free port. */

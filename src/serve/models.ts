@@ -5,8 +5,10 @@
  * an id, a version and what their bundle's card says.
  *
  * Version: `<createdAt date, YYYYMMDD>-<first 12 hex of sha256>`, the digest taken over the
- * bundle's manifest.json, a NUL byte and its weights.bin (for an exported .onnx: over the file).
- * It changes exactly when the files that decide the model's answers change.
+ * bundle's manifest.json, a NUL byte and its weights.bin (for an exported .onnx: over the file;
+ * for an ensemble: over ensemble.json and each member's manifest.json and weights.bin, NUL
+ * between files; then, when an option such as --tta changed what the files say, a NUL and that
+ * variant, e.g. `tta=hflip`). It changes exactly when the model's answers can.
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -15,6 +17,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { locateClassifierOnnx } from '../infer/classifier.js';
 import { resolveModelPath, shippedModelPath } from '../infer/load.js';
 import { parseClassifierMetadata, readOnnxMetadata, type ClassifierInfo } from '../infer/onnx-meta.js';
+import type { EnsembleManifest } from '../infer/ensemble.js';
 import type { BundleManifest } from '../model/bundle.js';
 
 /** Validation figures from a bundle's manifest (what its MODEL_CARD.md reports). */
@@ -29,11 +32,11 @@ export interface ModelMetrics {
 }
 
 export interface LoadedModel {
-  /** Shipped name (`resnet50`), else the bundle folder's or .onnx file's name. */
+  /** Shipped name (`resnet50`), else the bundle or ensemble folder's or .onnx file's name. */
   id: string;
   version: string;
   info: ClassifierInfo;
-  /** Bundle folder or .onnx file. */
+  /** Bundle or ensemble folder, or .onnx file. */
   path: string;
   /** The assembled classifier ONNX (a cached file, or bytes when there is no cache). */
   onnx: { path: string } | { bytes: Uint8Array };
@@ -47,6 +50,8 @@ export interface ModelLoadOptions {
   weights?: string;
   /** Use the ONNX cache under env.cacheDir (default true). */
   cache?: boolean;
+  /** Test-time augmentation, as LoadClassifierOptions.tta (default: as the model says). */
+  tta?: boolean;
 }
 
 function versionOf(createdAt: string, digest: string): string {
@@ -62,7 +67,7 @@ function modelId(requested: string | undefined, path: string): string {
 
 const num = (x: unknown): number | undefined => (typeof x === 'number' && Number.isFinite(x) ? x : undefined);
 
-function metricsOf(manifest: BundleManifest | undefined): ModelMetrics | null {
+function metricsOf(manifest: Pick<BundleManifest | EnsembleManifest, 'info'> | undefined): ModelMetrics | null {
   const v = manifest?.info?.['validation'];
   if (typeof v !== 'object' || v === null) return null;
   const o = v as Record<string, unknown>;
@@ -75,12 +80,13 @@ function metricsOf(manifest: BundleManifest | undefined): ModelMetrics | null {
   return Object.keys(m).length > 0 ? m : null;
 }
 
-async function hashFiles(paths: string[]): Promise<string> {
+async function hashFiles(paths: string[], variant?: string): Promise<string> {
   const h = createHash('sha256');
   for (const [i, p] of paths.entries()) {
     if (i > 0) h.update('\0');
     h.update(await readFile(p));
   }
+  if (variant !== undefined) h.update(`\0${variant}`);
   return h.digest('hex');
 }
 
@@ -102,10 +108,14 @@ async function loadOnnxFile(path: string, id: string): Promise<LoadedModel> {
 export async function loadModel(model: string | undefined, opts: ModelLoadOptions = {}): Promise<LoadedModel> {
   const path = resolveModelPath(model);
   const id = modelId(model, path);
-  const found = await locateClassifierOnnx(path, { ...(opts.weights ? { weights: opts.weights } : {}), ...(opts.cache === false ? { cache: false } : {}) });
+  const found = await locateClassifierOnnx(path, {
+    ...(opts.weights ? { weights: opts.weights } : {}),
+    ...(opts.cache === false ? { cache: false } : {}),
+    ...(opts.tta !== undefined ? { tta: opts.tta } : {}),
+  });
   if (found.source.kind === 'onnx') return loadOnnxFile(found.source.path, id);
   const dir = found.source.path;
-  const digest = await hashFiles([join(dir, 'manifest.json'), join(dir, 'weights.bin')]);
+  const digest = await hashFiles(found.files, found.variant);
   const card = join(dir, 'MODEL_CARD.md');
   return {
     id,
@@ -113,7 +123,7 @@ export async function loadModel(model: string | undefined, opts: ModelLoadOption
     info: found.info,
     path: dir,
     onnx: found.onnx,
-    metrics: metricsOf(found.manifest),
+    metrics: metricsOf(found.manifest ?? found.ensemble),
     card: existsSync(card) ? await readFile(card, 'utf8') : null,
   };
 }

@@ -27,17 +27,18 @@ type DeviceState = { kind: 'none' } | { kind: 'error'; message: string } | { kin
 export async function createServer(opts: ServeOptions = {}): Promise<FastifyInstance> {
   const cfg = resolveServeConfig(opts);
   const { workers, threads, queueSize, timeoutMs, maxFiles, maxBodyBytes, maxFileBytes, maxPixels, apiKey } = cfg;
-  const loadOpts = (weights: string | undefined): { weights?: string; cache?: boolean } => ({
+  const loadOpts = (weights: string | undefined, tta: boolean | undefined): { weights?: string; cache?: boolean; tta?: boolean } => ({
     ...(weights ? { weights } : {}),
     ...(opts.cache === false ? { cache: false } : {}),
+    ...(tta !== undefined ? { tta } : {}),
   });
 
   // Models first: a server that cannot load its model does not start.
-  const model = await loadModel(opts.model ?? DEFAULT_MODEL, loadOpts(opts.weights));
+  const model = await loadModel(opts.model ?? DEFAULT_MODEL, loadOpts(opts.weights, opts.tta));
   let device: DeviceState = { kind: 'none' };
   if (opts.deviceModel !== false) {
     try {
-      const m = await loadModel(opts.deviceModel ?? DEFAULT_DEVICE_MODEL, loadOpts(opts.deviceWeights));
+      const m = await loadModel(opts.deviceModel ?? DEFAULT_DEVICE_MODEL, loadOpts(opts.deviceWeights, opts.deviceTta));
       const bytes = await onnxBytes(m);
       const json = deviceJson(m, bytes, '/models/device.onnx');
       // The page applies what device.json says: none when the server runs with --no-thresholds.
@@ -144,6 +145,10 @@ export async function createServer(opts: ServeOptions = {}): Promise<FastifyInst
       // Whether those thresholds apply by default (false under --no-thresholds).
       thresholdsApplied: cfg.thresholds,
       temperature: m.info.temperature,
+      // Test-time augmentation inside the graph ('hflip'), or null.
+      tta: m.info.tta ?? null,
+      // For an ensemble: its members (backbone, temperature, preprocessing), averaged in the graph.
+      ...(m.info.ensemble !== undefined ? { ensemble: m.info.ensemble } : {}),
       createdAt: m.info.createdAt,
       metrics: m.metrics,
       card: m.card,

@@ -507,6 +507,8 @@ export async function train(dataDir: string, options: Partial<TrainOptions> & { 
       head: { units: headUnits, dropout: opts.dropout },
       temperature,
       ...(cv ? { thresholds: cv.thresholds } : {}),
+      // Temperature and thresholds were fitted on flip-averaged logits: the model must average too.
+      ...(cv?.tta ? { tta: 'hflip' as const } : {}),
       info: {
         validation: evaluation ? { accuracy: evaluation.accuracy, macroF1: evaluation.macroAvg.f1, images: valItems.length } : null,
         calibration,
