@@ -29,6 +29,9 @@ export const RECIPES: Record<string, Recipe> = {
   'mnv2-head-v1-noaug-ema': { ...MNV2, topBlocks: 0, views: 1, augment: { ...AUGMENT_PRESETS.none }, ema: 0.99 },
   'mnv2-head-v1-noaug-ce': { ...MNV2, topBlocks: 0, views: 1, augment: { ...AUGMENT_PRESETS.none }, loss: 'ce' },
   'mnv2-head-v4': { ...MNV2, topBlocks: 0, views: 4 },
+  // Only quarter turns (no crop, colour or small angles): keeps the content, removes the orientation cue.
+  'mnv2-head-v4-rot90': { ...MNV2, topBlocks: 0, views: 4, augment: { ...AUGMENT_PRESETS.none, rot90Prob: 0.75 }, tta: true },
+  'r50-head-v4-rot90': { ...R50, topBlocks: 0, views: 4, augment: { ...AUGMENT_PRESETS.none, rot90Prob: 0.75 }, tta: true },
   'mnv2-head-v8': { ...MNV2, topBlocks: 0, views: 8 },
   'mnv2-head-v8-strong': { ...MNV2, topBlocks: 0, views: 8, augment: { ...AUGMENT_PRESETS.strong } },
   'mnv2-head-v16-strong': { ...MNV2, topBlocks: 0, views: 16, augment: { ...AUGMENT_PRESETS.strong } },

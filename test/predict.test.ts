@@ -171,13 +171,13 @@ test('predict CLI: usage errors and the default model', async () => {
   assert.equal(await cmdPredict(['--help'], h.io), 0);
   assert.match(h.out(), /phoneside predict \[--model MODEL\] PATH/);
 
-  // The default model: models/resnet50/ in the package root; shipped models by name.
+  // The default model: models/ensemble/ in the package root; shipped models by name.
   const root = await mkdtemp(join(tmpdir(), 'phoneside-root-'));
   try {
     assert.throws(() => resolveModelPath(undefined, root), (e: unknown) => e instanceof NoDefaultModelError && e.message === 'no default model is shipped yet; pass --model');
     assert.equal(resolveModelPath('given', root), 'given');
-    await mkdir(join(root, 'models', 'resnet50'), { recursive: true });
-    assert.equal(resolveModelPath(undefined, root), join(root, 'models', 'resnet50'));
+    await mkdir(join(root, 'models', 'ensemble'), { recursive: true });
+    assert.equal(resolveModelPath(undefined, root), join(root, 'models', 'ensemble'));
     assert.equal(resolveModelPath('mobilenet_v2', root), 'mobilenet_v2', 'a name with no shipped bundle stays a path');
     await mkdir(join(root, 'models', 'mobilenet_v2'), { recursive: true });
     await writeFile(join(root, 'models', 'mobilenet_v2', 'manifest.json'), '{}');
@@ -185,7 +185,7 @@ test('predict CLI: usage errors and the default model', async () => {
   } finally {
     await rm(root, { recursive: true, force: true });
   }
-  assert.equal(defaultModelPath(), resolve('models/resnet50'), 'the package root is found from the module location');
+  assert.equal(defaultModelPath(), resolve('models/ensemble'), 'the package root is found from the module location');
   if (!existsSync(defaultModelPath()) && haveData) {
     const d = fakeIO();
     assert.equal(await cmdPredict([IMAGES[0]!], d.io), 2);

@@ -738,20 +738,27 @@ describe("serve: the model's thresholds (--no-thresholds, ?thresholds=false)", {
 
 describe('serve: the shipped models', { skip }, () => {
   let app: FastifyInstance;
+  const savedWeights = { ...env.weightsDir };
   before(async () => {
+    // The default model is an ensemble with a MobileNetV2 member: its weights from ../shared.
+    env.weightsDir['mobilenet_v2_0.35'] = MOBILENET;
     app = await createServer({ deviceWeights: MOBILENET });
   });
   after(async () => {
     await app?.close();
+    for (const k of Object.keys(env.weightsDir)) delete env.weightsDir[k];
+    Object.assign(env.weightsDir, savedWeights);
   });
 
-  test('defaults: resnet50 answers /v1/classify, mobilenet_v2 is the device model, metrics from the card', async () => {
-    const models = (await app.inject({ url: '/v1/models' })).json() as { models: { id: string; role: string; metrics: { accuracy: number; macroF1: number } | null; card: string | null }[] };
-    assert.deepEqual(models.models.map((m) => [m.role, m.id]), [['server', 'resnet50'], ['device', 'mobilenet_v2']]);
+  test('defaults: the ensemble answers /v1/classify, mobilenet_v2 is the device model, group-CV metrics from the manifests', async () => {
+    const models = (await app.inject({ url: '/v1/models' })).json() as { models: { id: string; role: string; metrics: { accuracy: number; macroF1: number; worstGroup?: { group: string } } | null; card: string | null }[] };
+    assert.deepEqual(models.models.map((m) => [m.role, m.id]), [['server', 'ensemble'], ['device', 'mobilenet_v2']]);
     for (const m of models.models) {
-      const manifest = JSON.parse(await readFile(join(shippedModelPath(m.id), 'manifest.json'), 'utf8')) as { info: { validation: { accuracy: number; macroF1: number } } };
-      assert.equal(m.metrics?.accuracy, manifest.info.validation.accuracy);
-      assert.equal(m.metrics?.macroF1, manifest.info.validation.macroF1);
+      const file = m.id === 'ensemble' ? 'ensemble.json' : 'manifest.json';
+      const manifest = JSON.parse(await readFile(join(shippedModelPath(m.id), file), 'utf8')) as { info: { groupCv: { pooled: { accuracy: number; macroF1: number; worstGroup: { group: string } } } } };
+      assert.equal(m.metrics?.accuracy, manifest.info.groupCv.pooled.accuracy);
+      assert.equal(m.metrics?.macroF1, manifest.info.groupCv.pooled.macroF1);
+      assert.equal(m.metrics?.worstGroup?.group, manifest.info.groupCv.pooled.worstGroup.group);
       assert.match(m.card ?? '', /model card/);
     }
     const device = (await app.inject({ url: '/models/device.json' })).json() as { id: string; preprocessing: { channelOrder: string } };
@@ -769,11 +776,11 @@ describe('serve: the shipped models', { skip }, () => {
     const res = await app.inject({ method: 'POST', url: '/v1/classify', ...mp });
     assert.equal(res.statusCode, 200, res.body);
     const body = res.json() as ClassifyJson;
-    assert.equal(body.model.id, 'resnet50');
+    assert.equal(body.model.id, 'ensemble');
     assert.match(body.model.version, /^\d{8}-[0-9a-f]{12}$/);
     assert.deepEqual(body.results.map((r) => r.filename), files.map((f) => `${f.cls}-${f.name}`));
     // The service answers exactly what the library does with the same model...
-    const clf = await Classifier.load(shippedModelPath('resnet50'));
+    const clf = await Classifier.load(shippedModelPath('ensemble'));
     try {
       for (const [i, f] of files.entries()) {
         const expected = await clf.classify(new Uint8Array(f.data));

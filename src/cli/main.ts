@@ -48,7 +48,8 @@ Model:
   --backbone NAME        resnet50 | mobilenet_v2 (default resnet50)
   --alpha A              MobileNetV2 width: 0.35 (default), 0.50, 0.75, 1.00
   --top-blocks N         backbone blocks fine-tuned, counted from the top (0 = head only;
-                         default per backbone: resnet50 1, mobilenet_v2 3)
+                         default 0: on sources a model never saw, the head alone on frozen
+                         features did best; see docs/validation.md)
   --head-units A,B       widths of the head's two FC-BN-PReLU-Dropout layers (default per backbone)
   --dropout P            head dropout (default 0.5)
 Data:
@@ -65,7 +66,8 @@ Data:
                          manifest.csv:source), prefix:SEP or folder (see phoneside help cv)
   --val-groups A,B       hold out these whole groups as the validation split (needs --groups): the
                          honest check of a model on sources it never saw
-  --views N              trunk feature views cached per training image: 1 clean + N-1 augmented (default 4)
+  --views N              trunk feature views cached per training image: 1 clean + N-1 augmented
+                         with --augment (default 1: augmented views lowered accuracy on unseen sources)
   --augment NAME         augmentation strength: default, strong (adds perspective, grayscale, blur,
                          JPEG re-encoding, cut-out, stronger crops and 90° turns) or none
   --no-augment           train on clean images only (same as --augment none --views 1)

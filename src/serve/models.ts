@@ -29,6 +29,8 @@ export interface ModelMetrics {
   /** Row = true class, column = predicted, in `classes` order. */
   confusion?: number[][];
   classes?: string[];
+  /** Group cross-validation only: the source the model did worst on when it was held out. */
+  worstGroup?: { group: string; accuracy: number; images: number };
 }
 
 export interface LoadedModel {
@@ -67,7 +69,25 @@ function modelId(requested: string | undefined, path: string): string {
 
 const num = (x: unknown): number | undefined => (typeof x === 'number' && Number.isFinite(x) ? x : undefined);
 
+/** The group cross-validation figures a model was made with (train/ensemble --from-cv), if any. */
+function groupCvMetrics(g: unknown): ModelMetrics | null {
+  if (typeof g !== 'object' || g === null) return null;
+  const o = g as { pooled?: { accuracy?: unknown; macroF1?: unknown; images?: unknown; worstGroup?: ModelMetrics['worstGroup']; metrics?: { confusion?: unknown } }; folds?: unknown[]; mode?: unknown; classes?: unknown };
+  const p = o.pooled;
+  if (!p || num(p.accuracy) === undefined) return null;
+  return {
+    accuracy: num(p.accuracy)!,
+    ...(num(p.macroF1) !== undefined ? { macroF1: num(p.macroF1)! } : {}),
+    split: `group cross-validation, ${String(o.mode)} (${Array.isArray(o.folds) ? o.folds.length : '?'} folds, ${String(p.images)} images): each image predicted by a model that never saw its source`,
+    ...(Array.isArray(p.metrics?.confusion) ? { confusion: p.metrics.confusion as number[][] } : {}),
+    ...(Array.isArray(o.classes) ? { classes: o.classes as string[] } : {}),
+    ...(p.worstGroup ? { worstGroup: p.worstGroup } : {}),
+  };
+}
+
 function metricsOf(manifest: Pick<BundleManifest | EnsembleManifest, 'info'> | undefined): ModelMetrics | null {
+  const fromCv = groupCvMetrics(manifest?.info?.['groupCv']);
+  if (fromCv) return fromCv;
   const v = manifest?.info?.['validation'];
   if (typeof v !== 'object' || v === null) return null;
   const o = v as Record<string, unknown>;

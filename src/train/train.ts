@@ -86,7 +86,10 @@ export interface TrainOptions {
   /** Early stopping on validation loss. */
   patience: number;
   minDelta: number;
-  /** Trunk feature views cached per training image (view 0 un-augmented, the rest augmented). */
+  /**
+   * Trunk feature views cached per training image (view 0 un-augmented, the rest augmented with
+   * `augment`). Default 1: on unseen sources, augmented views lowered accuracy (docs/validation.md).
+   */
   views: number;
   augment: AugmentConfig;
   /**
@@ -126,7 +129,7 @@ export const DEFAULT_TRAIN_OPTIONS: Omit<TrainOptions, 'backbone'> = {
   lrFactor: 0.5,
   patience: 5,
   minDelta: 1e-3,
-  views: 4,
+  views: 1,
   augment: { ...DEFAULT_AUGMENT },
   backend: 'wasm',
   featureCache: true,
