@@ -136,7 +136,8 @@ async function resolveUrl(
   const ways = (overrideId: string): string =>
     `Provide the files without network in one of three ways: (1) copy model.json and its shard files ` +
     `(from ${url}) into ${dir}; (2) set ${weightsEnvVar(overrideId)}=<folder holding model.json>; ` +
-    `(3) pass --weights <folder or model.json>.`;
+    `(3) pass --weights <folder or model.json> (--weights ${overrideId}=<folder> for a model with several backbones, ` +
+    `such as the default ensemble; the shipped resnet50 model needs no download: --model resnet50).`;
   const overrideId = opts.backboneId ?? source.id;
 
   // A cache entry counts once model.json and every shard it lists are there (model.json is
