@@ -6,10 +6,9 @@
  * averages. Members must be reports of the same images, groups and folds.
  */
 import { softmaxWithTemperature } from './calibration.js';
-import { CV_REPORT_SCHEMA, type CvAbstain, type CvReport } from './cv-report.js';
+import { CV_REPORT_SCHEMA, cvAbstain, type CvReport } from './cv-report.js';
 import { groupedScores } from './group-metrics.js';
 import { argmax, expectedCalibrationError } from './metrics.js';
-import { crossFittedThresholds, fitThresholds } from './thresholds.js';
 
 export function combineCvReports(members: readonly CvReport[], maxErrorRate = members[0]?.abstain.maxErrorRate ?? 0.02): CvReport {
   const first = members[0];
@@ -29,19 +28,7 @@ export function combineCvReports(members: readonly CvReport[], maxErrorRate = me
   const groups = first.predictions.map((p) => p.group);
   const scored = groupedScores(probs.map((p, i) => ({ group: groups[i]!, label: labels[i]!, probabilities: p })), classes);
   const rows = probs.map((probabilities, i) => ({ label: labels[i]!, probabilities, group: groups[i]! }));
-  const crossFitted = crossFittedThresholds(classes, rows, { maxErrorRate });
-  const abstain: CvAbstain = {
-    maxErrorRate,
-    fit: fitThresholds(classes, rows, { maxErrorRate }),
-    crossFitted: {
-      coverage: crossFitted.coverage,
-      errorRate: crossFitted.errorRate,
-      answered: crossFitted.answered,
-      errors: crossFitted.errors,
-      total: crossFitted.total,
-      groups: Object.fromEntries(Object.entries(crossFitted.groups).map(([g, o]) => [g, { coverage: o.coverage, errorRate: o.errorRate, answered: o.answered, errors: o.errors, total: o.total }])),
-    },
-  };
+  const abstain = cvAbstain(classes, rows, maxErrorRate);
   return {
     schema: CV_REPORT_SCHEMA,
     createdAt: new Date().toISOString(),

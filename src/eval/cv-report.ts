@@ -8,7 +8,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { GroupedScores } from './group-metrics.js';
 import { parseThresholds } from '../infer/onnx-meta.js';
-import type { ThresholdFit, ThresholdOutcome } from './thresholds.js';
+import { crossFittedThresholds, fitThresholds, type GroupedThresholdRow, type ThresholdFit, type ThresholdOutcome } from './thresholds.js';
 
 export const CV_REPORT_SCHEMA = 'phoneside.cv-report/1';
 
@@ -119,5 +119,16 @@ export async function readCvReport(path: string): Promise<CvCarryOver> {
     thresholds,
     tta: (r.options as Record<string, unknown> | undefined)?.['tta'] === true,
     summary,
+  };
+}
+
+/** Abstain thresholds fitted on out-of-fold rows, with the cross-fitted (fitted without each group) figures. */
+export function cvAbstain(classes: readonly string[], rows: readonly GroupedThresholdRow[], maxErrorRate: number): CvAbstain {
+  const outcome = (o: ThresholdOutcome): ThresholdOutcome => ({ coverage: o.coverage, errorRate: o.errorRate, answered: o.answered, errors: o.errors, total: o.total });
+  const crossFitted = crossFittedThresholds(classes, rows, { maxErrorRate });
+  return {
+    maxErrorRate,
+    fit: fitThresholds(classes, rows, { maxErrorRate }),
+    crossFitted: { ...outcome(crossFitted), groups: Object.fromEntries(Object.entries(crossFitted.groups).map(([g, o]) => [g, outcome(o)])) },
   };
 }

@@ -16,8 +16,7 @@ import { buildEvaluationReport, reportToJSON } from '../eval/evaluation-report.j
 import { groupedScores } from '../eval/group-metrics.js';
 import { writeEvaluationHtml } from '../eval/html-report.js';
 import { argmax, expectedCalibrationError } from '../eval/metrics.js';
-import { crossFittedThresholds, fitThresholds } from '../eval/thresholds.js';
-import { CV_REPORT_SCHEMA, type CvAbstain, type CvFold, type CvPrediction, type CvReport } from '../eval/cv-report.js';
+import { CV_REPORT_SCHEMA, cvAbstain, type CvFold, type CvPrediction, type CvReport } from '../eval/cv-report.js';
 
 export type { CvReport } from '../eval/cv-report.js';
 import { createRng } from '../util/rng.js';
@@ -183,19 +182,7 @@ export async function crossValidate(
   const oofTemperature = fitTemperature(allLogits, labels);
   const calibrated = softmaxWithTemperature(allLogits, oofTemperature);
   const thresholdRows = calibrated.map((probabilities, i) => ({ label: labels[i]!, probabilities, group: groups[i]! }));
-  const crossFitted = crossFittedThresholds(classes, thresholdRows, { maxErrorRate: opts.maxErrorRate });
-  const abstain: CvAbstain = {
-    maxErrorRate: opts.maxErrorRate,
-    fit: fitThresholds(classes, thresholdRows, { maxErrorRate: opts.maxErrorRate }),
-    crossFitted: {
-      coverage: crossFitted.coverage,
-      errorRate: crossFitted.errorRate,
-      answered: crossFitted.answered,
-      errors: crossFitted.errors,
-      total: crossFitted.total,
-      groups: Object.fromEntries(Object.entries(crossFitted.groups).map(([g, o]) => [g, { coverage: o.coverage, errorRate: o.errorRate, answered: o.answered, errors: o.errors, total: o.total }])),
-    },
-  };
+  const abstain = cvAbstain(classes, thresholdRows, opts.maxErrorRate);
   const { progress: _p, ...recipe } = opts;
   const outDir = opts.out === null ? null : resolve(opts.out ?? join('runs', `cv-${resolved.spec.id}-${new Date().toISOString().replace(/[:.]/g, '-')}`));
   const report: CvReport = {

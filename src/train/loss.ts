@@ -24,6 +24,22 @@ export type LossConfig =
 // (gamma < 1); the effect on the loss is far below float32 resolution.
 const ONE_MINUS_PT_FLOOR = 1e-30;
 
+/** Checks what both focal losses take: gamma >= 0, rank-2 logits, one alpha >= 0 per class. */
+function checkFocalInputs(logits: tf.Tensor2D, opts: FocalLossOptions): { gamma: number; alpha: readonly number[] | undefined; batch: number; numClasses: number } {
+  const gamma = opts.gamma ?? 2;
+  if (!(gamma >= 0) || !Number.isFinite(gamma)) throw new Error(`gamma must be >= 0, got ${gamma}`);
+  if (logits.rank !== 2) throw new Error(`logits must be rank 2 [batch, classes], got rank ${logits.rank}`);
+  const [batch, numClasses] = logits.shape;
+  const alpha = opts.alpha;
+  if (alpha !== undefined) {
+    if (alpha.length !== numClasses) {
+      throw new Error(`alpha has ${alpha.length} entries but logits have ${numClasses} classes`);
+    }
+    if (alpha.some((a) => !Number.isFinite(a) || a < 0)) throw new Error('alpha entries must be finite and >= 0');
+  }
+  return { gamma, alpha, batch, numClasses };
+}
+
 /**
  * Focal loss (Lin et al. 2017): mean over the batch of -alpha_t (1 - p_t)^gamma log(p_t).
  * `labels` are class indices (cast to int32 if given as float). Alpha weights are not
@@ -34,19 +50,9 @@ export function focalLoss(
   labels: tf.Tensor1D,
   opts: FocalLossOptions = {},
 ): tf.Scalar {
-  const gamma = opts.gamma ?? 2;
-  if (!(gamma >= 0) || !Number.isFinite(gamma)) throw new Error(`gamma must be >= 0, got ${gamma}`);
-  if (logits.rank !== 2) throw new Error(`logits must be rank 2 [batch, classes], got rank ${logits.rank}`);
-  const [batch, numClasses] = logits.shape;
+  const { gamma, alpha, batch, numClasses } = checkFocalInputs(logits, opts);
   if (labels.rank !== 1 || labels.shape[0] !== batch) {
     throw new Error(`labels must be shape [${batch}], got [${labels.shape.join(', ')}]`);
-  }
-  const alpha = opts.alpha;
-  if (alpha !== undefined) {
-    if (alpha.length !== numClasses) {
-      throw new Error(`alpha has ${alpha.length} entries but logits have ${numClasses} classes`);
-    }
-    if (alpha.some((a) => !Number.isFinite(a) || a < 0)) throw new Error('alpha entries must be finite and >= 0');
   }
 
   const floor = ONE_MINUS_PT_FLOOR;
@@ -148,19 +154,9 @@ export function makeSoftTargetLoss(cfg: LossConfig): SoftLossFn {
  * linear in q, so a mixup loss lambda L(y_i) + (1 - lambda) L(y_j) is this loss on the mixed row.
  */
 export function softTargetFocalLoss(logits: tf.Tensor2D, targets: tf.Tensor2D, opts: FocalLossOptions = {}): tf.Scalar {
-  const gamma = opts.gamma ?? 2;
-  if (!(gamma >= 0) || !Number.isFinite(gamma)) throw new Error(`gamma must be >= 0, got ${gamma}`);
-  if (logits.rank !== 2) throw new Error(`logits must be rank 2 [batch, classes], got rank ${logits.rank}`);
-  const [batch, numClasses] = logits.shape;
+  const { gamma, alpha, batch, numClasses } = checkFocalInputs(logits, opts);
   if (targets.rank !== 2 || targets.shape[0] !== batch || targets.shape[1] !== numClasses) {
     throw new Error(`targets must be shape [${batch}, ${numClasses}], got [${targets.shape.join(', ')}]`);
-  }
-  const alpha = opts.alpha;
-  if (alpha !== undefined) {
-    if (alpha.length !== numClasses) {
-      throw new Error(`alpha has ${alpha.length} entries but logits have ${numClasses} classes`);
-    }
-    if (alpha.some((a) => !Number.isFinite(a) || a < 0)) throw new Error('alpha entries must be finite and >= 0');
   }
   const floor = ONE_MINUS_PT_FLOOR;
   // Analytic gradient, as in focalLoss (no gradient configs in the Node bundle); targets are constants.
