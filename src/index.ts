@@ -18,7 +18,7 @@ export {
   type LoadClassifierOptions,
   type Prediction,
 } from './infer/classifier.js';
-export { loadClassifier, defaultModelPath, NoDefaultModelError } from './infer/load.js';
+export { loadClassifier, defaultModelPath, listShippedModels, NoDefaultModelError, type ShippedModel } from './infer/load.js';
 export { predictFiles, decide, UNCERTAIN, type PredictionRow, type PredictOptions } from './infer/predict.js';
 export { expandInputs, type ExpandedInputs, type InputProblem } from './infer/inputs.js';
 export { exportClassifier, type ExportOptions, type ExportResult } from './infer/export.js';

@@ -32,21 +32,8 @@ import { buildTrunkModel } from '../src/onnx/from-graph.js';
 import { loadModel } from '../src/serve/models.js';
 import { createRng } from '../src/util/rng.js';
 import { CLASSES, DATA, haveData, IMAGES, makeBundle, MOBILENET } from './infer-fixture.js';
+import { fakeIO } from './helpers/cli.js';
 
-interface FakeStream {
-  write(s: string): boolean;
-  isTTY: boolean;
-}
-
-function fakeIO(): { io: { stdout: FakeStream; stderr: FakeStream }; out: () => string; err: () => string } {
-  let out = '';
-  let err = '';
-  return {
-    io: { stdout: { write: (s) => ((out += s), true), isTTY: false }, stderr: { write: (s) => ((err += s), true), isTTY: false } },
-    out: () => out,
-    err: () => err,
-  };
-}
 
 const close = (a: readonly (readonly number[])[], b: readonly (readonly number[])[], tol: number, what: string): void => {
   assert.equal(a.length, b.length, `${what}: row count`);

@@ -23,20 +23,8 @@ import { Classifier } from '../src/infer/classifier.js';
 import { readOnnxMetadata } from '../src/infer/onnx-meta.js';
 import { buildTrunkModel } from '../src/onnx/from-graph.js';
 import { CLASSES, haveData, IMAGES, makeBundle, MOBILENET } from './infer-fixture.js';
+import { fakeIO } from './helpers/cli.js';
 
-/** A fake stdout/stderr pair that records what the command writes. */
-function fakeIO(): { io: { stdout: { write(s: string): boolean; isTTY: boolean }; stderr: { write(s: string): boolean; isTTY: boolean } }; out: () => string; err: () => string } {
-  let out = '';
-  let err = '';
-  return {
-    io: {
-      stdout: { write: (s: string) => ((out += s), true), isTTY: false },
-      stderr: { write: (s: string) => ((err += s), true), isTTY: false },
-    },
-    out: () => out,
-    err: () => err,
-  };
-}
 
 const close = (a: readonly number[][], b: readonly number[][], tol: number, what: string): void => {
   assert.equal(a.length, b.length);

@@ -14,21 +14,8 @@ import { expandInputs, segmentRegExp } from '../src/infer/inputs.js';
 import { defaultModelPath, NoDefaultModelError, resolveModelPath } from '../src/infer/load.js';
 import { decide, UNCERTAIN, type PredictionRow } from '../src/infer/predict.js';
 import { CLASSES, haveData, IMAGES, makeBundle, MOBILENET } from './infer-fixture.js';
+import { fakeIO } from './helpers/cli.js';
 
-interface FakeStream {
-  write(s: string): boolean;
-  isTTY: boolean;
-}
-
-function fakeIO(tty = false): { io: { stdout: FakeStream; stderr: FakeStream }; out: () => string; err: () => string } {
-  let out = '';
-  let err = '';
-  return {
-    io: { stdout: { write: (s) => ((out += s), true), isTTY: tty }, stderr: { write: (s) => ((err += s), true), isTTY: tty } },
-    out: () => out,
-    err: () => err,
-  };
-}
 
 /** Temp folder: front.jpg, back.jpg, corrupt.jpg (text), notes.txt, sub/deep/front2.jpg, .hidden/x.jpg. */
 async function makeFolder(): Promise<string> {

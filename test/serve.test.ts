@@ -25,6 +25,7 @@ import { sniffImage } from '../src/serve/sniff.js';
 import { webDir } from '../src/web/assets.js';
 import { InferenceQueue, QueueFullError } from '../src/serve/queue.js';
 import { CLASSES, DATA, haveData, IMAGES, makeBundle, MOBILENET } from './infer-fixture.js';
+import { fakeIO } from './helpers/cli.js';
 
 const skip = haveData ? false : 'needs ../shared (phones data set and MobileNetV2 weights)';
 
@@ -592,11 +593,6 @@ describe('serve: API on the fixture model', { skip }, () => {
   });
 });
 
-function fakeIO(): { io: { stdout: { write(s: string): boolean }; stderr: { write(s: string): boolean } }; out: () => string; err: () => string } {
-  let out = '';
-  let err = '';
-  return { io: { stdout: { write: (s) => ((out += s), true) }, stderr: { write: (s) => ((err += s), true) } }, out: () => out, err: () => err };
-}
 
 describe('serve: the command', () => {
   test('usage errors exit 2; --help prints the options', async () => {

@@ -85,12 +85,6 @@ export interface LayerGraph {
   output: string;
 }
 
-export function nodeByName(graph: LayerGraph, name: string): GraphNode {
-  const node = graph.nodes.find((n) => n.name === name);
-  if (!node) throw new Error(`layer '${name}' is not in the graph`);
-  return node;
-}
-
 /** Names of all nodes that `output` depends on, itself included. */
 function ancestors(graph: LayerGraph, output: string): Set<string> {
   const byName = new Map(graph.nodes.map((n) => [n.name, n]));

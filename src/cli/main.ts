@@ -12,6 +12,7 @@ import { cmdExport, EXPORT_HELP } from './export.js';
 import { CommandUsageError, choice, defined, intOpt, isUsageError, numberOpt, applyEnvOptions, applyWeightsOption, ENV_OPTIONS } from './options.js';
 import { RECIPE_OPTIONS, recipeFromArgs } from './recipe.js';
 import { cmdCv, CV_HELP } from './cv.js';
+import { cmdModels, MODELS_HELP } from './models.js';
 import { cmdEnsemble, ENSEMBLE_HELP } from './ensemble.js';
 import { cmdPredict, PREDICT_HELP } from './predict.js';
 import { cmdServe, SERVE_HELP } from './serve.js';
@@ -27,6 +28,7 @@ Usage:
   phoneside compare MODEL... --data DIR      models side by side on the same images (--html, --json)
   phoneside ensemble MODEL... --out DIR      several models as one (probabilities averaged, one ONNX graph)
   phoneside serve [--model M] [--port 8080]  web service and web page (on-device mode in the browser)
+  phoneside models                           list the shipped models (names for --model), with their accuracy
   phoneside backbones                        list the available backbones
   phoneside help [COMMAND]
 
@@ -126,10 +128,6 @@ const COMMON = {
 const num = (v: Values, name: string): number | undefined => numberOpt(v, name);
 const int = (v: Values, name: string, min = 0): number | undefined => intOpt(v, name, min);
 
-function applyCommon(v: Values): void {
-  applyEnvOptions(v);
-}
-
 async function cmdTrain(args: string[]): Promise<number> {
   const { values: v, positionals } = parseArgs({
     args,
@@ -152,7 +150,7 @@ async function cmdTrain(args: string[]): Promise<number> {
     return 0;
   }
   if (positionals.length !== 1) throw new CommandUsageError('train takes exactly one DATA_DIR (see phoneside help train)');
-  applyCommon(v);
+  applyEnvOptions(v);
   const valGroups = typeof v['val-groups'] === 'string' ? v['val-groups'].split(',').map((g) => g.trim()).filter((g) => g !== '') : undefined;
   if (valGroups && valGroups.length === 0) throw new CommandUsageError('--val-groups needs group names, e.g. --val-groups photo,apple_web');
   if (valGroups && typeof v.groups !== 'string') throw new CommandUsageError('--val-groups needs --groups (e.g. --groups manifest.csv:source)');
@@ -225,7 +223,7 @@ async function cmdEvaluate(args: string[]): Promise<number> {
   if (v.html === '') throw new CommandUsageError('--html needs a file name');
   const digits = int(v, 'digits') ?? 4;
   const galleryLimit = int(v, 'gallery-limit');
-  applyCommon(v);
+  applyEnvOptions(v);
   const r = await evaluate(positionals[0]!, positionals[1]!, {
     ...defined({
       weights,
@@ -270,6 +268,7 @@ const VERB_HELP: Record<string, string> = {
   train: TRAIN_HELP,
   evaluate: EVALUATE_HELP,
   cv: CV_HELP,
+  models: MODELS_HELP,
   predict: PREDICT_HELP,
   export: EXPORT_HELP,
   compare: COMPARE_HELP,
@@ -300,6 +299,8 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdEnsemble(rest);
       case 'backbones':
         return cmdBackbones();
+      case 'models':
+        return await cmdModels(rest);
       case undefined:
       case 'help':
       case '--help':

@@ -23,8 +23,6 @@ export interface CompareOptions extends LoadClassifierOptions {
   batchSize?: number;
   /** Single-image latency: timed calls per model after 2 warm-up calls (default 20). */
   latencyRuns?: number;
-  /** Per-model ImageNet weights override, by position (falls back to `weights`). */
-  weightsPerModel?: (string | undefined)[];
   /** Per-model test-time augmentation, by position (falls back to `tta`): e.g. one model with and without. */
   ttaPerModel?: (boolean | undefined)[];
   progress?: ProgressStream;
@@ -135,10 +133,9 @@ export async function compareModels(models: readonly string[], dataDir: string, 
   const reports: EvaluationReport[] = [];
   let classes: string[] | undefined;
   for (const [i, path] of paths.entries()) {
-    const weights = opts.weightsPerModel?.[i] ?? opts.weights;
     const tta = opts.ttaPerModel?.[i] ?? opts.tta;
     const { tta: _tta, ...loadOpts } = opts;
-    const clf = await Classifier.load(path, { ...loadOpts, ...(weights ? { weights } : {}), ...(tta !== undefined ? { tta } : {}) });
+    const clf = await Classifier.load(path, { ...loadOpts, ...(tta !== undefined ? { tta } : {}) });
     try {
       checkClasses(models[i]!, clf.classes, set.classes);
       if (classes && classes.join() !== clf.classes.join()) {

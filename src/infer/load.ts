@@ -4,6 +4,7 @@
  * sources it never saw), `resnet50` and `mobilenet_v2`; `--model NAME` picks one.
  */
 import { existsSync } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Classifier, type LoadClassifierOptions } from './classifier.js';
 import { packageRoot } from './package.js';
@@ -51,4 +52,55 @@ export function resolveModelPath(model?: string, root?: string): string {
  */
 export async function loadClassifier(model?: string, opts: LoadClassifierOptions = {}): Promise<Classifier> {
   return Classifier.load(resolveModelPath(model), opts);
+}
+
+/** A model shipped under models/<name>/, as `phoneside models` lists it. */
+export interface ShippedModel {
+  name: string;
+  path: string;
+  kind: 'bundle' | 'ensemble';
+  isDefault: boolean;
+  /** The backbone id, or each member's for an ensemble. */
+  backbones: string[];
+  tta: boolean;
+  thresholds: Record<string, number>;
+  /** Group cross-validation figures the model was made with (train/ensemble --from-cv), if any. */
+  groupCv: { accuracy: number; macroF1: number; worstGroup: { group: string; accuracy: number; images: number }; folds: number } | null;
+}
+
+interface ShippedJson {
+  backbone?: { id?: string };
+  members?: string[];
+  tta?: string;
+  thresholds?: Record<string, number>;
+  info?: { groupCv?: { pooled?: { accuracy: number; macroF1: number; worstGroup: { group: string; accuracy: number; images: number } }; folds?: unknown[] } };
+}
+
+/** The models shipped in the package (read from their manifests; nothing is assembled or loaded). */
+export async function listShippedModels(root: string = packageRoot()): Promise<ShippedModel[]> {
+  const dir = join(root, 'models');
+  const names = (await readdir(dir, { withFileTypes: true }).catch(() => [])).filter((e) => e.isDirectory()).map((e) => e.name).sort();
+  const out: ShippedModel[] = [];
+  for (const name of names) {
+    const path = join(dir, name);
+    const kind = existsSync(join(path, 'ensemble.json')) ? 'ensemble' : existsSync(join(path, 'manifest.json')) ? 'bundle' : undefined;
+    if (kind === undefined) continue;
+    const json = JSON.parse(await readFile(join(path, kind === 'ensemble' ? 'ensemble.json' : 'manifest.json'), 'utf8')) as ShippedJson;
+    const backbones =
+      kind === 'ensemble'
+        ? await Promise.all((json.members ?? []).map(async (m) => ((JSON.parse(await readFile(join(path, m, 'manifest.json'), 'utf8')) as ShippedJson).backbone?.id ?? '?')))
+        : [json.backbone?.id ?? '?'];
+    const cv = json.info?.groupCv;
+    out.push({
+      name,
+      path,
+      kind,
+      isDefault: name === DEFAULT_MODEL,
+      backbones,
+      tta: json.tta === 'hflip',
+      thresholds: json.thresholds ?? {},
+      groupCv: cv?.pooled ? { accuracy: cv.pooled.accuracy, macroF1: cv.pooled.macroF1, worstGroup: cv.pooled.worstGroup, folds: cv.folds?.length ?? 0 } : null,
+    });
+  }
+  return out;
 }

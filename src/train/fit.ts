@@ -69,25 +69,6 @@ function stack(rows: readonly Float32Array[], shape: number[]): tf.Tensor {
   return tf.tensor(buf, [rows.length, ...shape]);
 }
 
-/** Class probabilities (softmax of logits / temperature) for feature rows, in inference mode. */
-export function predictProbabilities(
-  model: ClassifierModel,
-  rows: readonly Float32Array[],
-  batchSize = 32,
-  temperature = 1,
-): number[][] {
-  const out: number[][] = [];
-  for (let i = 0; i < rows.length; i += batchSize) {
-    const probs = tf.tidy(() => {
-      const x = stack(rows.slice(i, i + batchSize), model.featureShape);
-      return tf.softmax(tf.div(model.forward(x, false), temperature));
-    });
-    out.push(...(probs.arraySync() as number[][]));
-    probs.dispose();
-  }
-  return out;
-}
-
 /** Logits for feature rows, in inference mode. */
 export function predictLogits(model: ClassifierModel, rows: readonly Float32Array[], batchSize = 32): number[][] {
   const out: number[][] = [];

@@ -25,3 +25,19 @@ export async function runCli(args: string[]): Promise<{ code: number; out: strin
     process.stderr.write = writeErr;
   }
 }
+
+/** A stdout/stderr pair for a command's injected CliIO that records what it writes. */
+export interface FakeStream {
+  write(s: string): boolean;
+  isTTY: boolean;
+}
+
+export function fakeIO(tty = false): { io: { stdout: FakeStream; stderr: FakeStream }; out: () => string; err: () => string } {
+  let out = '';
+  let err = '';
+  return {
+    io: { stdout: { write: (s) => ((out += s), true), isTTY: tty }, stderr: { write: (s) => ((err += s), true), isTTY: tty } },
+    out: () => out,
+    err: () => err,
+  };
+}
