@@ -10,7 +10,7 @@ import { Classifier, type LoadClassifierOptions } from '../infer/classifier.js';
 import { resolveModelPath } from '../infer/load.js';
 import { buildEvaluationReport, type EvaluationReport } from './evaluation-report.js';
 import { argmax, classificationMetrics, type ClassificationMetrics } from './metrics.js';
-import { findRunDir, readRunArtifacts } from './run-artifacts.js';
+import { findRunDir, readRunArtifacts, RUN_FILES } from './run-artifacts.js';
 import { ProgressBar, type ProgressStream } from '../util/progress.js';
 
 export type Subset = 'train' | 'val';
@@ -97,7 +97,7 @@ export async function predictItems(clf: Classifier, items: readonly DatasetItem[
 
 /** The split.json of the run that `model` belongs to (a run folder or its model/ folder). */
 export async function defaultSplitFile(model: string): Promise<string> {
-  return join((await findRunDir(model)) ?? model, 'split.json');
+  return join((await findRunDir(model)) ?? model, RUN_FILES.split);
 }
 
 export function checkClasses(model: string, modelClasses: readonly string[], dataClasses: readonly string[]): void {

@@ -5,6 +5,21 @@
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
+/** The files of a training run folder: the one list that `train` writes and the readers read. */
+export const RUN_FILES = {
+  /** The model bundle folder. */
+  model: 'model',
+  /** Every option used (its presence marks a run folder). */
+  config: 'config.json',
+  split: 'split.json',
+  /** One JSON line per epoch. */
+  metrics: 'metrics.jsonl',
+  evaluationText: 'evaluation.txt',
+  evaluation: 'evaluation.json',
+  dataReport: 'data-report.json',
+  report: 'report.html',
+} as const;
+
 export interface EpochRecord {
   epoch: number;
   trainLoss: number;
@@ -48,7 +63,7 @@ async function readText(path: string): Promise<string | undefined> {
 /** The run folder of `model` (a run folder, or the model/ folder inside one), if it is one. */
 export async function findRunDir(model: string): Promise<string | undefined> {
   for (const dir of [model, basename(model) === 'model' ? dirname(model) : undefined]) {
-    if (dir !== undefined && (await readText(join(dir, 'config.json'))) !== undefined) return dir;
+    if (dir !== undefined && (await readText(join(dir, RUN_FILES.config))) !== undefined) return dir;
   }
   return undefined;
 }
@@ -58,7 +73,7 @@ export async function readRunArtifacts(model: string): Promise<RunArtifacts | un
   const runDir = await findRunDir(model);
   if (runDir === undefined) return undefined;
   const [jsonl, dataReport, evaluation, split] = await Promise.all(
-    ['metrics.jsonl', 'data-report.json', 'evaluation.json', 'split.json'].map((f) => readText(join(runDir, f))),
+    [RUN_FILES.metrics, RUN_FILES.dataReport, RUN_FILES.evaluation, RUN_FILES.split].map((f) => readText(join(runDir, f))),
   );
   const epochs: EpochRecord[] = [];
   for (const [i, line] of (jsonl ?? '').split('\n').entries()) {
@@ -66,7 +81,7 @@ export async function readRunArtifacts(model: string): Promise<RunArtifacts | un
     try {
       epochs.push(JSON.parse(line) as EpochRecord);
     } catch {
-      throw new Error(`${join(runDir, 'metrics.jsonl')}: line ${i + 1} is not JSON`);
+      throw new Error(`${join(runDir, RUN_FILES.metrics)}: line ${i + 1} is not JSON`);
     }
   }
   const parse = <T>(text: string | undefined, file: string): T | null => {
@@ -77,12 +92,12 @@ export async function readRunArtifacts(model: string): Promise<RunArtifacts | un
       throw new Error(`${join(runDir, file)} is not valid JSON`);
     }
   };
-  const ev = parse<{ bestEpoch?: number }>(evaluation, 'evaluation.json');
+  const ev = parse<{ bestEpoch?: number }>(evaluation, RUN_FILES.evaluation);
   return {
     runDir,
     epochs,
     bestEpoch: typeof ev?.bestEpoch === 'number' ? ev.bestEpoch : null,
-    dataReport: parse<DataReport>(dataReport, 'data-report.json'),
+    dataReport: parse<DataReport>(dataReport, RUN_FILES.dataReport),
     hasSplit: split !== undefined,
   };
 }

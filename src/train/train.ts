@@ -31,7 +31,7 @@ import { evaluateFeatures, fit, predictLogits, type FitData } from './fit.js';
 import { fitTemperature, softmaxWithTemperature } from '../eval/calibration.js';
 import { buildEvaluationReport } from '../eval/evaluation-report.js';
 import { writeEvaluationHtml } from '../eval/html-report.js';
-import type { DataReport } from '../eval/run-artifacts.js';
+import { RUN_FILES, type DataReport } from '../eval/run-artifacts.js';
 import { argmax, expectedCalibrationError } from '../eval/metrics.js';
 import type { LossConfig } from './loss.js';
 
@@ -433,7 +433,7 @@ export async function train(dataDir: string, options: Partial<TrainOptions> & { 
 
   // 4. Fit.
   await mkdir(runDir, { recursive: true });
-  const callbacks: Callback[] = [new JsonlLogger(join(runDir, 'metrics.jsonl'))];
+  const callbacks: Callback[] = [new JsonlLogger(join(runDir, RUN_FILES.metrics))];
   if (opts.verbose) callbacks.push(new ProgressCallback(stream));
   t = performance.now();
   const rng = createRng(opts.seed).fork('train');
@@ -523,16 +523,16 @@ export async function train(dataDir: string, options: Partial<TrainOptions> & { 
     },
     graph: model.toGraph(),
   };
-  await saveBundle(join(runDir, 'model'), bundle);
+  await saveBundle(join(runDir, RUN_FILES.model), bundle);
   model.dispose();
   const { progress: _p, ...config } = opts;
-  await writeFile(join(runDir, 'config.json'), JSON.stringify({ dataDir: resolve(dataDir), ...config, topBlocks, cut, headUnits }, null, 2) + '\n');
-  await writeFile(join(runDir, 'split.json'), JSON.stringify(manifest, null, 1) + '\n');
+  await writeFile(join(runDir, RUN_FILES.config), JSON.stringify({ dataDir: resolve(dataDir), ...config, topBlocks, cut, headUnits }, null, 2) + '\n');
+  await writeFile(join(runDir, RUN_FILES.split), JSON.stringify(manifest, null, 1) + '\n');
   if (evaluation) {
     const report = formatClassificationReport(evaluation, 4);
     const cm = formatConfusionMatrix(evaluation);
-    await writeFile(join(runDir, 'evaluation.txt'), `${cm}\n\n${report}\n`);
-    await writeFile(join(runDir, 'evaluation.json'), JSON.stringify({ split: 'val', bestEpoch, ...metricsToJSON(evaluation), calibration }, null, 2) + '\n');
+    await writeFile(join(runDir, RUN_FILES.evaluationText), `${cm}\n\n${report}\n`);
+    await writeFile(join(runDir, RUN_FILES.evaluation), JSON.stringify({ split: 'val', bestEpoch, ...metricsToJSON(evaluation), calibration }, null, 2) + '\n');
   }
   timings.totalSeconds = (performance.now() - tStart) / 1000;
   const dataReport: DataReport = {
@@ -543,7 +543,7 @@ export async function train(dataDir: string, options: Partial<TrainOptions> & { 
     conflicts: scan.conflicts,
     nearDuplicatesAcrossSplit: nearDuplicates,
   };
-  await writeFile(join(runDir, 'data-report.json'), JSON.stringify({ ...dataReport, timings }, null, 2) + '\n');
+  await writeFile(join(runDir, RUN_FILES.dataReport), JSON.stringify({ ...dataReport, timings }, null, 2) + '\n');
   if (evaluation) {
     // The HTML report of the validation split, from the same logits the figures above came from.
     const probs = softmaxWithTemperature(valLogits, temperature);
@@ -556,7 +556,7 @@ export async function train(dataDir: string, options: Partial<TrainOptions> & { 
       // What metrics.jsonl and data-report.json now hold, from memory rather than read back.
       run: { runDir, epochs: result.history, bestEpoch, dataReport, hasSplit: true },
     });
-    await writeEvaluationHtml(join(runDir, 'report.html'), report, { dataDir: scan.root });
+    await writeEvaluationHtml(join(runDir, RUN_FILES.report), report, { dataDir: scan.root });
   }
   return { runDir, calibration, bundle, evaluation, history: result.history, bestEpoch, timings, skipped, nearDuplicates, split: manifest };
 }
