@@ -17,6 +17,7 @@ export {
   type DecodedBatch,
   type LoadClassifierOptions,
   type Prediction,
+  type ClassifyOptions,
 } from './infer/classifier.js';
 export { loadClassifier, defaultModelPath, listShippedModels, NoDefaultModelError, type ShippedModel } from './infer/load.js';
 export { predictFiles, decide, UNCERTAIN, type PredictionRow, type PredictOptions } from './infer/predict.js';

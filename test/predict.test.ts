@@ -12,7 +12,7 @@ import { cmdPredict, csvField, summaryLine } from '../src/cli/predict.js';
 import { Classifier } from '../src/infer/classifier.js';
 import { expandInputs, segmentRegExp } from '../src/infer/inputs.js';
 import { defaultModelPath, NoDefaultModelError, resolveModelPath } from '../src/infer/load.js';
-import { decide, UNCERTAIN, type PredictionRow } from '../src/infer/predict.js';
+import { decide, predictFiles, UNCERTAIN, type PredictionRow } from '../src/infer/predict.js';
 import { CLASSES, haveData, IMAGES, makeBundle, MOBILENET } from './infer-fixture.js';
 import { fakeIO } from './helpers/cli.js';
 
@@ -65,6 +65,33 @@ test('decide: top class, global and per-class thresholds', () => {
   assert.equal(decide(c, [0.2, 0.7, 0.1], 0.5, { a: 0.99 }).label, 'b');
   assert.equal(decide(c, [0.2, 0.7, 0.1], 0, { b: 0.7 }).label, 'b', 'the threshold is inclusive');
   assert.equal(decide(c, [0.2, 0.7, 0.1], 0.75).top, 'b');
+});
+
+test('Classifier.classify answers as predict does: the model\'s thresholds apply unless turned off', { skip: !haveData && 'no ../shared data' }, async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'phoneside-classify-'));
+  try {
+    const strict = await makeBundle(join(dir, 'strict'), { thresholds: { back: 0.999, front: 0.999, none: 0.999 } });
+    const clf = await Classifier.load(strict, { weights: MOBILENET, cache: false });
+    try {
+      const p = await clf.classify(IMAGES[0]!);
+      assert.ok(p.confidence < 0.999, `fixture confidence ${p.confidence}`);
+      assert.equal(p.label, UNCERTAIN);
+      assert.ok(CLASSES.includes(p.predicted));
+      assert.equal(p.confidence, Math.max(...Object.values(p.probabilities)));
+      const raw = await clf.classify(IMAGES[0]!, { thresholds: false });
+      assert.equal(raw.label, p.predicted);
+      assert.deepEqual(raw.probabilities, p.probabilities);
+      assert.equal((await clf.classify(IMAGES[0]!, { thresholds: false, minConfidence: 0.9999 })).label, UNCERTAIN);
+      const rows: PredictionRow[] = [];
+      for await (const r of predictFiles(clf, [IMAGES[0]!])) rows.push(r);
+      assert.equal(rows[0]!.label, p.label);
+      assert.equal(rows[0]!.top, p.predicted);
+    } finally {
+      await clf.dispose();
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
 
 test('summary line and CSV quoting', () => {

@@ -23,6 +23,7 @@ import { buildTrunkModel } from '../onnx/from-graph.js';
 import { ensembleFiles, ensembleInfo, findBundleDir, isEnsembleDir, readEnsemble, type EnsembleDescription, type EnsembleManifest } from './ensemble.js';
 import { classifierMetadata, parseClassifierMetadata, parseThresholds, readOnnxMetadata, ONNX_FORMAT_VERSION, type ClassifierInfo } from './onnx-meta.js';
 import { emitterFingerprint, packageVersion } from './package.js';
+import { decide } from './predict.js';
 
 export interface LoadClassifierOptions {
   /**
@@ -43,9 +44,22 @@ export interface LoadClassifierOptions {
   tta?: boolean;
 }
 
+/** One image's answer, as `predict` and the web service give it. */
 export interface Prediction {
+  /** The answer: the most probable class, or 'uncertain' below the model's threshold for it (or minConfidence). */
   label: string;
+  /** The most probable class, whatever the thresholds. */
+  predicted: string;
+  /** Its probability. */
+  confidence: number;
   probabilities: Record<string, number>;
+}
+
+export interface ClassifyOptions {
+  /** Apply the model's own per-class thresholds (default true); false answers the top class. */
+  thresholds?: boolean;
+  /** Answer 'uncertain' below this top probability too (default 0). */
+  minConfidence?: number;
 }
 
 /** A batch of images decoded and normalised for the network; images that failed are left out. */
@@ -421,9 +435,10 @@ export class Classifier {
     return this.run(batch);
   }
 
-  async classify(image: string | Uint8Array): Promise<Prediction> {
+  /** One image's answer; the model's thresholds apply unless `thresholds: false` (as in predict and serve). */
+  async classify(image: string | Uint8Array, opts: ClassifyOptions = {}): Promise<Prediction> {
     const [p] = await this.probabilities([image]);
-    return toPrediction(this.classes, p!);
+    return toPrediction(this.classes, p!, opts.thresholds === false ? {} : this.thresholds, opts.minConfidence ?? 0);
   }
 
   async dispose(): Promise<void> {
@@ -431,10 +446,13 @@ export class Classifier {
   }
 }
 
-export function toPrediction(classes: readonly string[], probs: readonly number[]): Prediction {
-  let best = 0;
-  probs.forEach((v, i) => {
-    if (v > probs[best]!) best = i;
-  });
-  return { label: classes[best]!, probabilities: Object.fromEntries(classes.map((c, i) => [c, probs[i]!])) };
+/** A probability vector as a Prediction, under `thresholds` (class -> minimum confidence) and `minConfidence`. */
+export function toPrediction(
+  classes: readonly string[],
+  probs: readonly number[],
+  thresholds: Readonly<Record<string, number>> = {},
+  minConfidence = 0,
+): Prediction {
+  const d = decide(classes, probs, minConfidence, thresholds);
+  return { label: d.label!, predicted: d.top!, confidence: d.confidence!, probabilities: d.probabilities! };
 }
