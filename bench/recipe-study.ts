@@ -6,12 +6,13 @@
  *   node --import tsx bench/recipe-study.ts [--data ../shared/datasets/phones] [--out study.jsonl]
  *        [--seeds 1,2,3] [--only NAME,NAME] [--folds K] [--table]
  *
- * Out-of-fold probabilities are kept per run (in OUT.oof/) so that ensembles and test-time
- * augmentation can be scored afterwards from predictions alone.
+ * Each run's cv report (out-of-fold predictions included) is kept in OUT.oof/, so that ensembles
+ * can be scored afterwards from predictions alone (bench/score-ensemble.ts).
  */
 import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { AUGMENT_PRESETS } from '../src/data/augment-presets.js';
+import { reportToJSON } from '../src/eval/evaluation-report.js';
 import { crossValidate, type CvOptions } from '../src/train/cv.js';
 
 type Recipe = Partial<CvOptions> & { backbone: string };
@@ -126,10 +127,7 @@ if (!v.table) {
         featuresSeconds: r.timings.featuresSeconds,
       };
       await appendFile(out, JSON.stringify(line) + '\n');
-      await writeFile(
-        `${out}.oof/${name}-s${seed}-${f}.json`,
-        JSON.stringify({ classes: r.classes, rows: r.predictions.map((p) => ({ path: p.path, label: p.label, group: p.group, logits: p.logits, probabilities: p.probabilities })) }),
-      );
+      await writeFile(`${out}.oof/${name}-s${seed}-${f}.json`, reportToJSON(r));
       process.stderr.write(`${name} seed ${seed}: pooled ${(100 * line.accuracy).toFixed(1)}%, worst ${line.worstGroup} ${(100 * line.worstGroupAccuracy).toFixed(1)}%, ${line.seconds.toFixed(0)} s\n`);
     }
   }

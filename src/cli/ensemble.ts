@@ -2,7 +2,7 @@
  * `phoneside ensemble MODEL MODEL... --out DIR`: several trained models as one (see
  * infer/ensemble.ts): copies the member bundles into DIR/<name>/ and writes DIR/ensemble.json.
  */
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { combineCvReports } from '../eval/cv-ensemble.js';
@@ -126,14 +126,12 @@ export async function cmdEnsemble(args: string[], io: CliIO = { stdout: process.
 async function ensembleCv(models: readonly string[], reports: readonly string[]): Promise<CvReport> {
   const loaded: CvReport[] = [];
   for (const [i, path] of reports.entries()) {
-    const file = (await stat(path).catch(() => undefined))?.isDirectory() ? join(path, 'cv.json') : path;
-    await readCvReport(file); // checks the schema and fields with clear errors
-    const report = JSON.parse(await readFile(file, 'utf8')) as CvReport;
+    const { report, path: file, tta } = await readCvReport(path); // a cv.json or its folder, checked with clear errors
     const manifest = (await loadBundle(models[i]!)).manifest;
     if (manifest.backbone.id !== report.backbone || manifest.temperature !== report.oofTemperature) {
       throw new Error(`${models[i]} is not the model of ${file} (${manifest.backbone.id}, T ${manifest.temperature} vs ${report.backbone}, T ${report.oofTemperature}): train it with 'train --from-cv ${path}'`);
     }
-    if ((manifest.tta === 'hflip') !== (report.options['tta'] === true)) {
+    if ((manifest.tta === 'hflip') !== tta) {
       throw new Error(`${models[i]}: its test-time augmentation differs from the cross-validated recipe's (${file})`);
     }
     loaded.push(report);

@@ -89,6 +89,8 @@ export interface CvCarryOver {
   tta: boolean;
   /** Figures for the model card and manifest (no predictions). */
   summary: Omit<CvReport, 'predictions' | 'options'>;
+  /** The whole report as read (out-of-fold predictions included). */
+  report: CvReport;
 }
 
 /** Reads a cv.json (or the folder holding one) and checks the fields a final model takes from it. */
@@ -119,6 +121,7 @@ export async function readCvReport(path: string): Promise<CvCarryOver> {
     thresholds,
     tta: (r.options as Record<string, unknown> | undefined)?.['tta'] === true,
     summary,
+    report: r as CvReport,
   };
 }
 

@@ -86,18 +86,22 @@ export class FeatureStore {
   readonly key: string;
   private readonly opts: FeatureStoreOptions;
 
+  /** Key of the views that depend on neither augmentation nor seed (view 0, test views). */
+  private readonly plainKey: string;
+
   constructor(opts: FeatureStoreOptions) {
     this.opts = opts;
     this.key = sha256Hex(
       JSON.stringify({ v: 1, trunk: opts.trunkKey, pre: opts.preprocessing, aug: opts.augment, seed: opts.seed }),
     ).slice(0, 24);
+    this.plainKey = sha256Hex(JSON.stringify({ v: 1, trunk: opts.trunkKey, pre: opts.preprocessing })).slice(0, 24);
   }
 
   /** Cache file of a view: a number (0 = clean, others augmented) or a test-time view's name. */
   private file(sha: string, view: number | TestView): string | undefined {
     if (!this.opts.cacheDir) return undefined;
     // View 0 and test views do not depend on augmentation or seed: share them across runs with other settings.
-    const key = view === 0 || typeof view === 'string' ? sha256Hex(JSON.stringify({ v: 1, trunk: this.opts.trunkKey, pre: this.opts.preprocessing })).slice(0, 24) : this.key;
+    const key = view === 0 || typeof view === 'string' ? this.plainKey : this.key;
     return join(this.opts.cacheDir, 'features', key, sha.slice(0, 2), `${sha}-${view}.f32`);
   }
 
