@@ -36,7 +36,7 @@ import { loadBackbone, type LoadedBackbone } from '../src/backbones/load.js';
 import { normalizeToCHW } from '../src/backbones/preprocess.js';
 import { cutLayer, getBackbone, type Preprocessing } from '../src/backbones/registry.js';
 import { loadForModel } from '../src/data/image.js';
-import { env } from '../src/env.js';
+import { env, weightsDirFor } from '../src/env.js';
 import { Classifier, type DecodedBatch } from '../src/infer/classifier.js';
 import { predictFiles } from '../src/infer/predict.js';
 import { assembleClassifierGraph } from '../src/model/assemble.js';
@@ -288,7 +288,6 @@ interface TorchRow {
 interface Prepared {
   id: string;
   bundleDir: string;
-  weights?: string;
   gflop: number;
   pre: Preprocessing;
   pixels: Float32Array;
@@ -308,26 +307,26 @@ log(`${m.model} (${m.cpuid}), ${m.cores} cores @ ${m.mhz} MHz; ${files.length} J
 
 async function prepare(name: string): Promise<Prepared> {
   const spec = getBackbone(name);
-  const fromEnv = process.env[`PHONESIDE_WEIGHTS_${spec.id.replace(/[^a-z0-9_]/gi, '').toUpperCase()}`];
-  const weights = spec.family === 'mobilenet_v2' && !fromEnv && existsSync(MOBILENET_MIRROR) ? MOBILENET_MIRROR : undefined;
-  const backbone = await loadBackbone(spec, weights ? { path: weights } : {});
+  // MobileNetV2's weights from ../shared unless PHONESIDE_WEIGHTS_<ID> names some (else the cache / a download).
+  if (spec.family === 'mobilenet_v2' && weightsDirFor(env, spec.id) === undefined && existsSync(MOBILENET_MIRROR)) env.weightsDir[spec.id] = MOBILENET_MIRROR;
+  const backbone = await loadBackbone(spec);
   const bundle = makeBundle(backbone, 7);
   const bundleDir = join(work, spec.id);
   await saveBundle(bundleDir, bundle);
   const graph = assembleClassifierGraph(backbone, bundle);
   const gflop = countMacs(graph).flops / 1e9;
   let t0 = performance.now();
-  const clf = await Classifier.load(bundleDir, { threads: 1, ...(weights ? { weights } : {}) });
+  const clf = await Classifier.load(bundleDir, { threads: 1 });
   const assemble = performance.now() - t0;
   await clf.dispose();
   t0 = performance.now();
-  const again = await Classifier.load(bundleDir, { threads: 1, ...(weights ? { weights } : {}) });
+  const again = await Classifier.load(bundleDir, { threads: 1 });
   const cached = performance.now() - t0;
   if (!again.source.cacheHit) log(`  note: second load of ${spec.id} did not hit the model cache`);
   const decoded = await again.decode(files);
   if (decoded.ok.length !== files.length) throw new Error(`could not decode: ${decoded.errors.filter(Boolean).join('; ')}`);
   await again.dispose();
-  return { id: spec.id, bundleDir, ...(weights ? { weights } : {}), gflop, pre: spec.preprocessing, pixels: decoded.input, graph, loadMs: { assemble, cached } };
+  return { id: spec.id, bundleDir, gflop, pre: spec.preprocessing, pixels: decoded.input, graph, loadMs: { assemble, cached } };
 }
 
 /** bench/torch_bench.py, kept running so that each setting is timed right after phoneside's. */
@@ -404,7 +403,7 @@ async function mainTable(): Promise<void> {
     log(`${p.id}: ${p.gflop.toFixed(2)} GFLOP/img; load ${(p.loadMs.assemble / 1000).toFixed(1)} s (assembly) / ${(p.loadMs.cached / 1000).toFixed(1)} s (cached)`);
     const per = 3 * p.pre.size * p.pre.size;
     for (const threads of THREADS) {
-      const clf = await Classifier.load(p.bundleDir, { threads, ...(p.weights ? { weights: p.weights } : {}) });
+      const clf = await Classifier.load(p.bundleDir, { threads });
       if (decodeIps === 0) {
         // Decode alone (sharp, libuv threads), batches of 8 as predict does: the e2e ceiling.
         const t0 = performance.now();
@@ -510,7 +509,7 @@ async function experiments(): Promise<void> {
   const out: string[] = [`### ONNX Runtime options, ${new Date().toISOString().slice(0, 10)}: ${threads} threads, images/s`, ''];
   for (const name of BACKBONES) {
     const p = await prepare(name);
-    const clf = await Classifier.load(p.bundleDir, { threads, ...(p.weights ? { weights: p.weights } : {}) });
+    const clf = await Classifier.load(p.bundleDir, { threads });
     const bytes = await readFile(clf.source.cachedOnnx!);
     const s = p.pre.size;
     const per = 3 * s * s;

@@ -65,10 +65,10 @@ async function startChild(): Promise<{ child: ChildProcess; url: string; banner:
   const cli = join(ROOT, 'src/cli/main.ts');
   const args = ['serve', '--port', '0', '--quiet', '--model', v.model!, '--no-device-model'];
   for (const k of ['workers', 'threads', 'queue'] as const) if (v[k] !== undefined) args.push(`--${k}`, v[k]!);
-  if (existsSync(MOBILENET)) args.push('--weights', MOBILENET); // only used if --model is a MobileNetV2 bundle
   const child = spawn(
     process.execPath,
     ['--import', 'tsx', '-e', `import(${JSON.stringify(cli)}).then((m) => m.main(process.argv.slice(1))).then((c) => { process.exitCode = c; })`, ...args],
+    // MobileNetV2's weights from ../shared (for a MobileNetV2 model or ensemble), without a download.
     { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...(existsSync(MOBILENET) ? { PHONESIDE_WEIGHTS_MOBILENET_V2_035: MOBILENET } : {}) } },
   );
   let err = '';

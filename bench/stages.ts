@@ -17,6 +17,7 @@ import { inferShapes } from '../src/backbones/graph.js';
 import { normalizeToCHW } from '../src/backbones/preprocess.js';
 import { augment, DEFAULT_AUGMENT } from '../src/data/augment.js';
 import { loadForModel, loadImage } from '../src/data/image.js';
+import { env, weightsDirFor } from '../src/env.js';
 import { ClassifierModel } from '../src/model/classifier-model.js';
 import { Trunk } from '../src/model/trunk.js';
 import { initTrainingBackend } from '../src/train/backend.js';
@@ -42,7 +43,8 @@ console.log(`phoneside stage benchmark — ${new Date().toISOString()}, ${files.
 console.log(`backbone           cut                   decode ms/img  augment ms/view  trunk ms/img  step ms/batch32`);
 for (const name of ['resnet50', 'mobilenet_v2']) {
   const spec = getBackbone(name);
-  const backbone = await loadBackbone(spec, name === 'mobilenet_v2' ? { path: MOBILENET_MIRROR } : {});
+  if (name === 'mobilenet_v2' && weightsDirFor(env, spec.id) === undefined) env.weightsDir[spec.id] = MOBILENET_MIRROR;
+  const backbone = await loadBackbone(spec);
   const cut = cutLayer(spec, spec.defaultTopBlocks);
   const pre = spec.preprocessing;
 

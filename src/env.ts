@@ -18,9 +18,11 @@ export interface PhonesideEnv {
    */
   remoteBaseUrl: string | undefined;
   /**
-   * Per-backbone override directories (each holding a `model.json` and its shards), keyed by
-   * backbone id. Keys are compared after `weightsEnvKey()` normalisation, so `mobilenet_v2_0.35`
-   * and `MOBILENET_V2_035` (the form read from `PHONESIDE_WEIGHTS_<ID>`) name the same backbone.
+   * Per-backbone weights folders (each holding a `model.json` and its shards, or the model.json
+   * itself), keyed by backbone id: the one way to point at a backbone's weights (the CLI's
+   * `--weights ID=PATH` writes here; `modelBackbones(ref)` says which ids a model needs). Keys are
+   * compared after `weightsEnvKey()` normalisation, so `mobilenet_v2_0.35` and `MOBILENET_V2_035`
+   * (the form read from `PHONESIDE_WEIGHTS_<ID>`) name the same backbone.
    */
   weightsDir: Record<string, string>;
   /** Limit for one HTTP request including its body, in milliseconds. */

@@ -2,25 +2,19 @@
  * phoneside's library API. Inference and evaluation run on ONNX Runtime alone; the training stack
  * (tfjs) is loaded only when `train` is called, so importing this module stays light.
  */
-import type { TrainOptions, TrainResult } from './train/train.js';
-import type { CvOptions } from './train/cv.js';
+import type { TrainParams, TrainResult } from './train/train.js';
+import type { CvParams } from './train/cv.js';
 import type { CvReport } from './eval/cv-report.js';
 import type { RunningServer, ServeOptions } from './serve/server.js';
 
-export { env, type PhonesideEnv } from './env.js';
+export { env, weightsEnvVar, type PhonesideEnv } from './env.js';
+export { WeightsMissingError } from './backbones/weights-source.js';
 export { getBackbone, listBackbones, type BackboneSpec, type Preprocessing } from './backbones/registry.js';
 export { loadBackbone, type LoadedBackbone } from './backbones/load.js';
-export {
-  Classifier,
-  toPrediction,
-  type ClassifierSource,
-  type DecodedBatch,
-  type LoadClassifierOptions,
-  type Prediction,
-  type ClassifyOptions,
-} from './infer/classifier.js';
-export { loadClassifier, defaultModelPath, listShippedModels, NoDefaultModelError, type ShippedModel } from './infer/load.js';
-export { predictFiles, decide, UNCERTAIN, type PredictionRow, type PredictOptions } from './infer/predict.js';
+export { Classifier, type ClassifierSource, type DecodedBatch, type LoadClassifierOptions, type ClassifyOptions } from './infer/classifier.js';
+export { decide, UNCERTAIN, type Prediction } from './infer/prediction.js';
+export { modelBackbones, defaultModelPath, listShippedModels, NoDefaultModelError, DEFAULT_MODEL, type ShippedModel } from './infer/load.js';
+export { predictFiles, type PredictionRow, type PredictOptions } from './infer/predict.js';
 export { expandInputs, type ExpandedInputs, type InputProblem } from './infer/inputs.js';
 export { exportClassifier, type ExportOptions, type ExportResult } from './infer/export.js';
 export { readOnnxMetadata, type ClassifierInfo, type EnsembleMemberInfo } from './infer/onnx-meta.js';
@@ -64,15 +58,15 @@ export {
 export { formatClassificationReport, formatConfusionMatrix, metricsToJSON, type MetricsJSON } from './eval/report.js';
 export { scanDataset, type DatasetItem, type DatasetScan } from './data/dataset.js';
 export { stratifiedSplit, splitManifest, applySplitManifest, type SplitManifest } from './data/split.js';
-export type { TrainOptions, TrainResult } from './train/train.js';
-export type { CvOptions } from './train/cv.js';
+export type { TrainParams, TrainOptions, TrainResult, RecipeExtras } from './train/train.js';
+export type { CvParams, CvOptions } from './train/cv.js';
 export { readCvReport, CV_REPORT_SCHEMA, type CvReport, type CvPrediction, type CvFold, type CvAbstain } from './eval/cv-report.js';
 export { groupedScores, formatGroupTable, type GroupScore, type GroupedScores, type GroupedPrediction } from './eval/group-metrics.js';
 export { parseGroupSpec, assignGroups, groupFolds, type GroupSpec } from './data/groups.js';
-export type { EpochLogs, Callback } from './train/callback.js';
+export type { EpochLogs, BatchLogs, Callback, TrainerControl } from './train/callback.js';
 
-/** Trains a classifier on a folder-per-class dataset (see TrainOptions for every option). */
-export async function train(dataDir: string, options: Partial<TrainOptions> & { backbone: string }): Promise<TrainResult> {
+/** Trains a classifier on a folder-per-class dataset (options: `phoneside train --help`, in camelCase). */
+export async function train(dataDir: string, options: TrainParams = {}): Promise<TrainResult> {
   const { train: run } = await import('./train/train.js');
   return run(dataDir, options);
 }
@@ -81,7 +75,7 @@ export async function train(dataDir: string, options: Partial<TrainOptions> & { 
  * Group cross-validation of a recipe (see CvOptions): every image predicted by a model trained
  * without its group (source). Loads the training stack only when called.
  */
-export async function crossValidate(dataDir: string, options: Partial<CvOptions> & { backbone: string; groups: string }): Promise<CvReport> {
+export async function crossValidate(dataDir: string, options: CvParams): Promise<CvReport> {
   const { crossValidate: run } = await import('./train/cv.js');
   return run(dataDir, options);
 }
@@ -96,3 +90,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
   const { startServer: start } = await import('./serve/server.js');
   return start(options);
 }
+
+// One option table per verb: the names, defaults and ranges of every option of the CLI and the library.
+export { OptionError, OptionConflictError, resolveOptions, type OptionSpec, type OptionTable, type VerbSpec, type OptionsInput, type ResolvedOptions } from './options/schema.js';
+export { VERBS, TRAIN, CV, EVALUATE, PREDICT, EXPORT, COMPARE, ENSEMBLE, SERVE, MODELS, BACKBONES } from './options/index.js';

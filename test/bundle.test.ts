@@ -4,10 +4,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { inferShapes } from '../src/backbones/graph.js';
 import { loadBackbone } from '../src/backbones/load.js';
@@ -21,19 +20,16 @@ import { ClassifierModel } from '../src/model/classifier-model.js';
 import { Trunk } from '../src/model/trunk.js';
 import { initTrainingBackend } from '../src/train/backend.js';
 import { createRng } from '../src/util/rng.js';
-
-const MOBILENET = resolve('../shared/weights/mobilenet_v2_0.35_224');
-const DATA = resolve('../shared/datasets/phones');
-const IMAGES = ['front/html5_device_mockups__HtcOneM8_landscape_black.jpg', 'back/office_items__0VXFAIW8A261.jpg'].map((f) => join(DATA, f));
-const ready = existsSync(MOBILENET) && IMAGES.every((f) => existsSync(f));
+import { envWithMobilenet, useSharedMobilenet } from './helpers/infer-fixture.js';
+import { haveData, IMAGES } from './helpers/paths.js';
 
 for (const topBlocks of [0, 2]) {
-  test(`bundle round trip and ONNX parity (MobileNetV2, ${topBlocks} top blocks)`, { skip: !ready && 'no shared data' }, async () => {
+  test(`bundle round trip and ONNX parity (MobileNetV2, ${topBlocks} top blocks)`, { skip: !haveData && 'no shared data' }, async () => {
     await initTrainingBackend('wasm');
     const dir = await mkdtemp(join(tmpdir(), 'phoneside-bundle-'));
     try {
       const spec = getBackbone('mobilenet_v2');
-      const backbone = await loadBackbone(spec, { path: MOBILENET });
+      const backbone = await loadBackbone(spec, { env: envWithMobilenet() });
       const cut = cutLayer(spec, topBlocks);
       const cutShape = inferShapes(backbone.graph).get(cut) as [number, number, number];
       const trunk = await Trunk.create(backbone, { cut, pool: topBlocks === 0 });
@@ -81,7 +77,8 @@ for (const topBlocks of [0, 2]) {
         }
       });
 
-      const clf = await Classifier.load(join(dir, 'model'), { weights: MOBILENET });
+      const restore = useSharedMobilenet();
+      const clf = await Classifier.load(join(dir, 'model')).finally(restore);
       const got = await clf.probabilities(IMAGES);
       await clf.dispose();
       for (let i = 0; i < IMAGES.length; i++) {

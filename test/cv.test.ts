@@ -3,22 +3,22 @@
  * 3 folds; about 30 s on 2 cores), through the CLI as a user runs it, and `train --val-groups`.
  */
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { runCli } from './helpers/cli.js';
+import { DATA, haveData, MANIFEST, MOBILENET } from './helpers/paths.js';
+import { SLOW } from './helpers/slow.js';
 import { groupedScores } from '../src/eval/group-metrics.js';
 import { parseCsv } from '../src/util/csv.js';
 import type { CvReport } from '../src/train/cv.js';
 import { softmaxWithTemperature } from '../src/eval/calibration.js';
 import type { SplitManifest } from '../src/data/split.js';
 
-const DATA = resolve('../shared/datasets/phones');
-const MOBILENET = resolve('../shared/weights/mobilenet_v2_0.35_224');
-const haveData = existsSync(DATA) && existsSync(MOBILENET);
 const skip = !haveData && 'no ../shared data';
+/** The tests that train (cv folds, final models): not in npm run test:fast. */
+const training = skip || SLOW;
 
 const run = runCli;
 
@@ -32,7 +32,7 @@ after(async () => {
 
 const SMALL = ['--backbone', 'mobilenet_v2', '--weights', MOBILENET, '--top-blocks', '0', '--views', '2', '--limit-per-class', '20', '--epochs', '4', '--quiet'];
 
-test('cv: folds never split a group, and every figure equals the one recomputed from the out-of-fold rows', { skip, timeout: 300_000 }, async () => {
+test('cv: folds never split a group, and every figure equals the one recomputed from the out-of-fold rows', { skip: training, timeout: 300_000 }, async () => {
   const out = join(dir, 'cv');
   const r = await run(['cv', DATA, '--groups', 'manifest.csv:source', '--folds', '3', '--tta', '--out', out, '--cache-dir', join(dir, 'cache'), ...SMALL]);
   assert.equal(r.code, 0, r.err);
@@ -44,7 +44,7 @@ test('cv: folds never split a group, and every figure equals the one recomputed 
   assert.equal(report.predictions.length, 60);
 
   // Each image's group, read independently from the manifest.
-  const csv = parseCsv(await readFile(join(DATA, 'manifest.csv'), 'utf8'));
+  const csv = parseCsv(await readFile(MANIFEST, 'utf8'));
   const source = new Map(csv.slice(1).map((row) => [row[0]!, row[2]!]));
   const foldOfGroup = new Map<string, number>();
   for (const p of report.predictions) {
@@ -77,7 +77,7 @@ test('cv: folds never split a group, and every figure equals the one recomputed 
   for (const g of report.groups) assert.ok(html.includes(`<td>${g.group}</td>`), g.group);
 });
 
-test('train --from-cv: the final model on all images, with the cv epochs, temperature and thresholds', { skip, timeout: 300_000 }, async () => {
+test('train --from-cv: the final model on all images, with the cv epochs, temperature and thresholds', { skip: training, timeout: 300_000 }, async () => {
   const cvDir = join(dir, 'cv');
   const report = JSON.parse(await readFile(join(cvDir, 'cv.json'), 'utf8')) as CvReport;
   const out = join(dir, 'final');
@@ -95,14 +95,14 @@ test('train --from-cv: the final model on all images, with the cv epochs, temper
   assert.equal(epochs.length, report.medianBestEpoch);
 
   const wrong = await run(['train', DATA, '--from-cv', cvDir, '--backbone', 'resnet50', '--top-blocks', '0', '--quiet', '--limit-per-class', '5']);
-  assert.equal(wrong.code, 1);
-  assert.match(wrong.err, /the cv report is of mobilenet_v2_0\.35 with 0 top block\(s\), this run is resnet50 with 0/);
+  assert.equal(wrong.code, 2, 'a recipe other than the cross-validated one is a usage error');
+  assert.match(wrong.err, /--from-cv: the cv report is of mobilenet_v2_0\.35 with 0 top block\(s\), this run is resnet50 with 0/);
   const notCv = await run(['train', DATA, '--from-cv', join(out, 'config.json'), '--quiet']);
   assert.equal(notCv.code, 1);
   assert.match(notCv.err, /not a phoneside\.cv-report\/1 report/);
 });
 
-test('ensemble --from-cv --link: thresholds fitted on the members\' combined out-of-fold predictions', { skip, timeout: 300_000 }, async () => {
+test('ensemble --from-cv --link: thresholds fitted on the members\' combined out-of-fold predictions', { skip: training, timeout: 300_000 }, async () => {
   const cvDir = join(dir, 'cv');
   const final = join(dir, 'final');
   const out = join(dir, 'ens');
@@ -124,7 +124,7 @@ test('ensemble --from-cv --link: thresholds fitted on the members\' combined out
   assert.match(notFinal.err, /cannot read the cv report/);
 });
 
-test('train --val-groups holds out exactly the named groups', { skip, timeout: 300_000 }, async () => {
+test('train --val-groups holds out exactly the named groups', { skip: training, timeout: 300_000 }, async () => {
   const out = join(dir, 'run');
   const r = await run(['train', DATA, '--groups', 'manifest.csv:source', '--val-groups', 'photo,hand_crops', '--out', out, '--cache-dir', join(dir, 'cache'), ...SMALL, '--json']);
   assert.equal(r.code, 0, r.err);
@@ -148,6 +148,6 @@ test('cv and --val-groups: usage errors are clear', { skip }, async () => {
   assert.equal(r.code, 2);
   assert.match(r.err, /--val-groups needs --groups/);
   r = await run(['train', DATA, '--groups', 'manifest.csv:source', '--val-groups', 'nowhere', '--quiet', '--weights', MOBILENET, '--backbone', 'mobilenet_v2', '--limit-per-class', '5']);
-  assert.equal(r.code, 1);
-  assert.match(r.err, /no images in group\(s\) nowhere \(groups: /);
+  assert.equal(r.code, 2);
+  assert.match(r.err, /--val-groups: no images in group\(s\) nowhere \(groups: /);
 });

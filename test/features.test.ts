@@ -1,10 +1,9 @@
 /** The trunk feature store: per-view determinism, the disk cache, and what the cache key covers. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { loadBackbone } from '../src/backbones/load.js';
 import { normalizeToCHW } from '../src/backbones/preprocess.js';
 import { cutLayer, getBackbone } from '../src/backbones/registry.js';
@@ -13,19 +12,16 @@ import { loadForModel, type RgbImage } from '../src/data/image.js';
 import { Trunk } from '../src/model/trunk.js';
 import { FeatureStore, flipRgb, rotateRgb90 } from '../src/train/features.js';
 import { sha256File } from '../src/util/hash.js';
-
-const MOBILENET = resolve('../shared/weights/mobilenet_v2_0.35_224');
-const DATA = resolve('../shared/datasets/phones');
-const FILES = ['front/html5_device_mockups__HtcOneM8_landscape_black.jpg', 'back/office_items__0VXFAIW8A261.jpg'].map((f) => join(DATA, f));
-const ready = existsSync(MOBILENET) && FILES.every((f) => existsSync(f));
+import { envWithMobilenet } from './helpers/infer-fixture.js';
+import { haveData, IMAGES as FILES } from './helpers/paths.js';
 
 const maxDiff = (a: Float32Array, b: Float32Array): number => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]!)), 0);
 
-test('feature store: views, determinism and disk cache', { skip: !ready && 'no shared data' }, async () => {
+test('feature store: views, determinism and disk cache', { skip: !haveData && 'no shared data' }, async () => {
   const dir = await mkdtemp(join(tmpdir(), 'phoneside-features-'));
   try {
     const spec = getBackbone('mobilenet_v2');
-    const backbone = await loadBackbone(spec, { path: MOBILENET });
+    const backbone = await loadBackbone(spec, { env: envWithMobilenet() });
     const trunk = await Trunk.create(backbone, { cut: cutLayer(spec, 2), pool: false });
     const sources = await Promise.all(FILES.map(async (path) => ({ path, sha256: await sha256File(path) })));
     const make = (seed: number) =>

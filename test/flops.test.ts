@@ -1,12 +1,12 @@
 /** countMacs: hand-counted on a tiny graph, and MobileNetV2-0.35 against its published MAC count. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { countMacs } from '../src/backbones/flops.js';
 import type { LayerGraph, WeightTensor } from '../src/backbones/graph.js';
 import { loadBackbone } from '../src/backbones/load.js';
 import { getBackbone } from '../src/backbones/registry.js';
+import { envWithMobilenet } from './helpers/infer-fixture.js';
+import { haveWeights } from './helpers/paths.js';
 
 const none: Record<string, WeightTensor> = {};
 
@@ -32,10 +32,8 @@ test('counts conv, depthwise and dense MACs with strides and padding', () => {
   assert.equal(c.flops, 15200);
 });
 
-const MOBILENET = resolve('../shared/weights/mobilenet_v2_0.35_224');
-
-test('MobileNetV2-0.35 at 224 (no top): ~59M MACs as published, less the 1.28M of the ImageNet classifier', { skip: !existsSync(MOBILENET) && 'weights missing' }, async () => {
-  const bb = await loadBackbone(getBackbone('mobilenet_v2_0.35'), { path: MOBILENET });
+test('MobileNetV2-0.35 at 224 (no top): ~59M MACs as published, less the 1.28M of the ImageNet classifier', { skip: !haveWeights && 'weights missing' }, async () => {
+  const bb = await loadBackbone(getBackbone('mobilenet_v2_0.35'), { env: envWithMobilenet() });
   const { macs, byKind } = countMacs(bb.graph);
   assert.equal(byKind.dense, 0);
   assert.ok(macs > 55e6 && macs < 59e6, `MACs ${macs}`);

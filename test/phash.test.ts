@@ -1,16 +1,14 @@
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { loadImage } from '../src/data/image.js';
 import { findNearDuplicates, hammingDistance, perceptualHash } from '../src/data/phash.js';
 import { createRng } from '../src/util/rng.js';
+import { DATA as PHONES, havePhotos } from './helpers/paths.js';
 
 // Real photos are read in place from the shared, read-only dataset (never copied here).
-const PHONES = fileURLToPath(new URL('../../shared/datasets/phones', import.meta.url));
-const havePhotos = existsSync(join(PHONES, 'front')) && existsSync(join(PHONES, 'none'));
 const photo = (cls: string, i: number): string => {
   const files = readdirSync(join(PHONES, cls)).filter((f) => /\.jpe?g$/i.test(f)).sort();
   return join(PHONES, cls, files[i % files.length]!);

@@ -11,10 +11,17 @@ import { dirname, join, resolve } from 'node:path';
 import { cmdPredict, csvField, summaryLine } from '../src/cli/predict.js';
 import { Classifier } from '../src/infer/classifier.js';
 import { expandInputs, segmentRegExp } from '../src/infer/inputs.js';
-import { defaultModelPath, NoDefaultModelError, resolveModelPath } from '../src/infer/load.js';
-import { decide, predictFiles, UNCERTAIN, type PredictionRow } from '../src/infer/predict.js';
-import { CLASSES, haveData, IMAGES, makeBundle, MOBILENET } from './infer-fixture.js';
-import { fakeIO } from './helpers/cli.js';
+import { exportClassifier } from '../src/infer/export.js';
+import { defaultModelPath, modelBackbones, NoDefaultModelError, resolveModelPath, shippedModelPath } from '../src/infer/load.js';
+import { predictFiles, type PredictionRow } from '../src/infer/predict.js';
+import { decide, UNCERTAIN } from '../src/infer/prediction.js';
+import { CLASSES, makeBundle, useSharedMobilenet } from './helpers/infer-fixture.js';
+import { haveData, IMAGES } from './helpers/paths.js';
+import { fakeIO, runCli } from './helpers/cli.js';
+import { withEnv } from './helpers/env.js';
+
+// MobileNetV2 models load their backbone from ../shared (env.weightsDir), never from a download.
+useSharedMobilenet();
 
 
 /** Temp folder: front.jpg, back.jpg, corrupt.jpg (text), notes.txt, sub/deep/front2.jpg, .hidden/x.jpg. */
@@ -59,19 +66,19 @@ test('expandInputs: folders, files, globs, missing paths', { skip: !haveData && 
 
 test('decide: top class, global and per-class thresholds', () => {
   const c = ['a', 'b', 'c'];
-  assert.deepEqual(decide(c, [0.2, 0.7, 0.1]), { label: 'b', top: 'b', confidence: 0.7, probabilities: { a: 0.2, b: 0.7, c: 0.1 } });
+  assert.deepEqual(decide(c, [0.2, 0.7, 0.1]), { label: 'b', predicted: 'b', confidence: 0.7, probabilities: { a: 0.2, b: 0.7, c: 0.1 } });
   assert.equal(decide(c, [0.2, 0.7, 0.1], 0.75).label, UNCERTAIN);
   assert.equal(decide(c, [0.2, 0.7, 0.1], 0.5, { b: 0.8 }).label, UNCERTAIN);
   assert.equal(decide(c, [0.2, 0.7, 0.1], 0.5, { a: 0.99 }).label, 'b');
   assert.equal(decide(c, [0.2, 0.7, 0.1], 0, { b: 0.7 }).label, 'b', 'the threshold is inclusive');
-  assert.equal(decide(c, [0.2, 0.7, 0.1], 0.75).top, 'b');
+  assert.equal(decide(c, [0.2, 0.7, 0.1], 0.75).predicted, 'b');
 });
 
 test('Classifier.classify answers as predict does: the model\'s thresholds apply unless turned off', { skip: !haveData && 'no ../shared data' }, async () => {
   const dir = await mkdtemp(join(tmpdir(), 'phoneside-classify-'));
   try {
     const strict = await makeBundle(join(dir, 'strict'), { thresholds: { back: 0.999, front: 0.999, none: 0.999 } });
-    const clf = await Classifier.load(strict, { weights: MOBILENET, cache: false });
+    const clf = await Classifier.load(strict, { cache: false });
     try {
       const p = await clf.classify(IMAGES[0]!);
       assert.ok(p.confidence < 0.999, `fixture confidence ${p.confidence}`);
@@ -85,7 +92,9 @@ test('Classifier.classify answers as predict does: the model\'s thresholds apply
       const rows: PredictionRow[] = [];
       for await (const r of predictFiles(clf, [IMAGES[0]!])) rows.push(r);
       assert.equal(rows[0]!.label, p.label);
-      assert.equal(rows[0]!.top, p.predicted);
+      assert.equal(rows[0]!.predicted, p.predicted);
+      assert.equal(rows[0]!.confidence, p.confidence);
+      assert.deepEqual(rows[0]!.probabilities, p.probabilities);
     } finally {
       await clf.dispose();
     }
@@ -94,9 +103,82 @@ test('Classifier.classify answers as predict does: the model\'s thresholds apply
   }
 });
 
+test('Classifier.load: a shipped model by name, a bundle or run folder, an .onnx file; modelBackbones says what each needs', { skip: !haveData && 'no ../shared data', timeout: 300_000 }, async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'phoneside-load-'));
+  try {
+    // A shipped name: ResNet50's weights come with npm ci.
+    const shipped = await Classifier.load('resnet50', { threads: 1 });
+    try {
+      assert.deepEqual(shipped.source.kind, 'bundle');
+      assert.equal(shipped.source.path, shippedModelPath('resnet50'));
+      assert.equal(shipped.info.backbone.id, 'resnet50');
+      const p = await shipped.classify(IMAGES[0]!);
+      assert.deepEqual(Object.keys(p), ['label', 'predicted', 'confidence', 'probabilities']);
+    } finally {
+      await shipped.dispose();
+    }
+
+    // A run folder (holding model/) and its bundle folder: the same model.
+    const bundle = await makeBundle(join(dir, 'run', 'model'), { seed: 5 });
+    const fromRun = await Classifier.load(join(dir, 'run'), { threads: 1 });
+    const fromBundle = await Classifier.load(bundle, { threads: 1 });
+    assert.equal(fromRun.source.path, bundle);
+    assert.deepEqual(await fromRun.probabilities(IMAGES), await fromBundle.probabilities(IMAGES));
+    const want = await fromBundle.probabilities(IMAGES);
+    await fromRun.dispose();
+    await fromBundle.dispose();
+
+    // An exported .onnx file: self-contained.
+    const onnx = join(dir, 'model.onnx');
+    await exportClassifier({ model: bundle, out: onnx });
+    const fromOnnx = await Classifier.load(onnx, { threads: 1 });
+    assert.equal(fromOnnx.source.kind, 'onnx');
+    const got = await fromOnnx.probabilities(IMAGES);
+    await fromOnnx.dispose();
+    got.forEach((row, i) => row.forEach((v, k) => assert.ok(Math.abs(v - want[i]![k]!) < 1e-5, `${v} vs ${want[i]![k]}`)));
+
+    // Which backbones' weights each needs (env.weightsDir / --weights): manifests only.
+    assert.deepEqual(await modelBackbones('resnet50'), ['resnet50']);
+    assert.deepEqual(await modelBackbones('mobilenet_v2'), ['mobilenet_v2_0.35']);
+    assert.deepEqual(await modelBackbones('ensemble'), ['resnet50', 'mobilenet_v2_0.35']);
+    assert.deepEqual(await modelBackbones(), ['resnet50', 'mobilenet_v2_0.35'], 'the default model');
+    assert.deepEqual(await modelBackbones(join(dir, 'run')), ['mobilenet_v2_0.35']);
+    assert.deepEqual(await modelBackbones(onnx), []);
+
+    // Neither a path nor a shipped name.
+    await assert.rejects(Classifier.load(join(dir, 'nope')), /nope is not a phoneside model: no such file or folder, nor the name of a shipped model/);
+    await assert.rejects(Classifier.load('no_such_model'), /no_such_model is not a phoneside model/);
+    await assert.rejects(modelBackbones(join(dir, 'nope')), /nope is not a phoneside model/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('predict CLI: missing weights offline exit 1 with the library\'s message worded with --weights, the env variable and --offline', { skip: !haveData && 'no ../shared data' }, async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'phoneside-noweights-'));
+  try {
+    // No MobileNetV2 weights anywhere: none in env.weightsDir, an empty cache, and no network.
+    await withEnv({ weightsDir: {} }, async () => {
+      const r = await runCli(['predict', '--model', 'mobilenet_v2', '--offline', '--cache-dir', join(dir, 'cache'), '--quiet', IMAGES[0]!]);
+      assert.equal(r.code, 1, r.err);
+      assert.equal(r.out, '');
+      const cache = join(dir, 'cache', 'weights', 'mobilenet_v2_0.35_224');
+      // The library's message: what is missing and where it looked ...
+      assert.match(r.err, /^phoneside: offline mode .*weights 'mobilenet_v2_0\.35_224' of backbone 'mobilenet_v2_0\.35' are not available\. Missing: model\.json/);
+      assert.ok(r.err.includes(`looked in ${cache}`), r.err);
+      // ... and the CLI's words for providing them.
+      assert.match(r.err, /--weights mobilenet_v2_0\.35=<folder holding model\.json> \(or PHONESIDE_WEIGHTS_MOBILENET_V2_035=<folder>\)/);
+      assert.match(r.err, /run once without --offline/);
+      assert.match(r.err, /--model resnet50/);
+    });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test('summary line and CSV quoting', () => {
-  const ok = (label: string): PredictionRow => ({ path: 'x', label, top: 'a', confidence: 0.9, probabilities: { a: 0.9, b: 0.1 }, ms: 1 });
-  const bad: PredictionRow = { path: 'y', label: null, top: null, confidence: null, probabilities: null, ms: 0, error: 'truncated or corrupt' };
+  const ok = (label: string): PredictionRow => ({ path: 'x', label, predicted: 'a', confidence: 0.9, probabilities: { a: 0.9, b: 0.1 }, ms: 1 });
+  const bad: PredictionRow = { path: 'y', label: null, predicted: null, confidence: null, probabilities: null, ms: 0, error: 'truncated or corrupt' };
   assert.equal(summaryLine([ok('a'), ok('a'), ok(UNCERTAIN), bad], ['a', 'b'], 2), '4 images in 2.00s (1.5 img/s): a 2, b 0, uncertain 1; 1 error');
   assert.equal(csvField('plain/path.jpg'), 'plain/path.jpg');
   assert.equal(csvField('a,"b".jpg'), '"a,""b"".jpg"');
@@ -107,8 +189,8 @@ test('predict CLI: rows, formats, errors, exit status', { skip: !haveData && 'no
   try {
     const imgs = join(dir, 'imgs');
     const model = await makeBundle(join(dir, 'model'));
-    const common = ['--model', model, '--weights', MOBILENET, '--cache-dir', join(dir, 'cache')];
-    const ref = await Classifier.load(model, { weights: MOBILENET });
+    const common = ['--model', model, '--cache-dir', join(dir, 'cache')];
+    const ref = await Classifier.load(model);
     const expected = await ref.probabilities(IMAGES);
     await ref.dispose();
     assert.ok(expected.every((p) => Math.max(...p) < 0.99), 'reference probabilities are below 0.99');
@@ -119,12 +201,14 @@ test('predict CLI: rows, formats, errors, exit status', { skip: !haveData && 'no
     const rows = j.out().trim().split('\n').map((l) => JSON.parse(l) as PredictionRow);
     assert.deepEqual(rows.map((r) => r.path), ['back.jpg', 'corrupt.jpg', 'front.jpg', 'sub/deep/front2.jpg'].map((f) => join(imgs, f)));
     const [back, corrupt, front, front2] = rows as [PredictionRow, PredictionRow, PredictionRow, PredictionRow];
-    assert.deepEqual(corrupt, { path: join(imgs, 'corrupt.jpg'), label: null, top: null, confidence: null, probabilities: null, ms: corrupt.ms, error: 'not an image / unsupported format' });
+    assert.deepEqual(corrupt, { path: join(imgs, 'corrupt.jpg'), label: null, predicted: null, confidence: null, probabilities: null, ms: corrupt.ms, error: 'not an image / unsupported format' });
+    // The fields of the library's Prediction (label, predicted, confidence, probabilities), as classify() and the HTTP API give them.
+    assert.deepEqual(Object.keys(JSON.parse(j.out().split('\n')[0]!) as object), ['path', 'label', 'predicted', 'confidence', 'probabilities', 'ms']);
     for (const [r, p] of [[front, expected[0]!], [back, expected[1]!], [front2, expected[0]!]] as const) {
       assert.equal(r.error, undefined);
       CLASSES.forEach((c, k) => assert.ok(Math.abs(r.probabilities![c]! - p[k]!) < 2e-6, `${r.path} ${c}: ${r.probabilities![c]} vs ${p[k]}`));
       const best = CLASSES[p.indexOf(Math.max(...p))]!;
-      assert.equal(r.top, best);
+      assert.equal(r.predicted, best);
       assert.equal(r.label, best);
       assert.equal(r.confidence, r.probabilities![best]);
       assert.ok(r.ms > 0);
@@ -135,7 +219,7 @@ test('predict CLI: rows, formats, errors, exit status', { skip: !haveData && 'no
     const c = fakeIO();
     assert.equal(await cmdPredict([...common, '--format', 'csv', '--batch-size', '1', '--quiet', join(imgs, 'front.jpg'), join(imgs, 'back.jpg')], c.io), 0, c.err());
     const lines = c.out().trim().split('\n');
-    assert.equal(lines[0], 'path,label,top,confidence,prob_back,prob_front,prob_none,ms,error');
+    assert.equal(lines[0], 'path,label,predicted,confidence,prob_back,prob_front,prob_none,ms,error');
     assert.equal(lines.length, 3);
     const cells = lines[1]!.split(',');
     assert.equal(cells[0], join(imgs, 'front.jpg'));
@@ -152,11 +236,11 @@ test('predict CLI: rows, formats, errors, exit status', { skip: !haveData && 'no
     assert.equal(glines[0], `${imgs}/*.webp,,,,,,,0,no image files match`);
     assert.match(glines[1]!, new RegExp(`^${join(imgs, 'corrupt.jpg').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')},,,,,,,[0-9.]+,not an image / unsupported format$`));
 
-    // --min-confidence above every top probability: all uncertain, top class still reported.
+    // --min-confidence above every top probability: all uncertain, the predicted class still reported.
     const u = fakeIO();
     assert.equal(await cmdPredict([...common, '--min-confidence', '0.99', join(imgs, 'front.jpg'), join(imgs, 'back.jpg')], u.io), 0);
     const urows = u.out().trim().split('\n').map((l) => JSON.parse(l) as PredictionRow);
-    assert.deepEqual(urows.map((r) => [r.label, r.top]), [[UNCERTAIN, front.top], [UNCERTAIN, back.top]]);
+    assert.deepEqual(urows.map((r) => [r.label, r.predicted]), [[UNCERTAIN, front.predicted], [UNCERTAIN, back.predicted]]);
     assert.match(u.err(), /uncertain 2; 0 errors/);
 
     // Table on a terminal: header, rows, error text, summary at the end of stdout.
@@ -175,9 +259,9 @@ test('predict CLI: rows, formats, errors, exit status', { skip: !haveData && 'no
 test('predict CLI: usage errors and the default model', async () => {
   const u = fakeIO();
   assert.equal(await cmdPredict([], u.io), 2);
-  assert.match(u.err(), /predict needs at least one PATH/);
+  assert.match(u.err(), /predict takes at least 1 PATH \(got none\)/);
   assert.equal(await cmdPredict(['--format', 'xml', 'x.jpg'], u.io), 2);
-  assert.match(u.err(), /--format must be table, jsonl or csv/);
+  assert.match(u.err(), /--format must be one of table, jsonl, csv, got 'xml'/);
   assert.equal(await cmdPredict(['--min-confidence', '2', 'x.jpg'], u.io), 2);
   assert.equal(await cmdPredict(['--batch-size', '0', 'x.jpg'], u.io), 2);
   assert.equal(await cmdPredict(['--bogus', 'x.jpg'], u.io), 2);
@@ -188,7 +272,7 @@ test('predict CLI: usage errors and the default model', async () => {
   // The default model: models/ensemble/ in the package root; shipped models by name.
   const root = await mkdtemp(join(tmpdir(), 'phoneside-root-'));
   try {
-    assert.throws(() => resolveModelPath(undefined, root), (e: unknown) => e instanceof NoDefaultModelError && e.message === 'no default model is shipped yet; pass --model');
+    assert.throws(() => resolveModelPath(undefined, root), (e: unknown) => e instanceof NoDefaultModelError && e.message === 'no default model is shipped yet; give one with model');
     assert.equal(resolveModelPath('given', root), 'given');
     await mkdir(join(root, 'models', 'ensemble'), { recursive: true });
     assert.equal(resolveModelPath(undefined, root), join(root, 'models', 'ensemble'));
@@ -203,7 +287,7 @@ test('predict CLI: usage errors and the default model', async () => {
   if (!existsSync(defaultModelPath()) && haveData) {
     const d = fakeIO();
     assert.equal(await cmdPredict([IMAGES[0]!], d.io), 2);
-    assert.match(d.err(), /no default model is shipped yet; pass --model/);
+    assert.match(d.err(), /no default model is shipped yet; give one with --model/);
   }
 });
 

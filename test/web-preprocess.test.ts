@@ -5,7 +5,7 @@
  * 'uncertain' rule.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
@@ -13,8 +13,10 @@ import sharp from 'sharp';
 import { getBackbone, listBackbones, type Preprocessing } from '../src/backbones/registry.js';
 import { normalizeToCHW } from '../src/backbones/preprocess.js';
 import { loadForModel, loadImage, resizeRgb, RESIZE_POLICIES, type ResizePolicy, type RgbImage } from '../src/data/image.js';
-import { decide } from '../src/infer/predict.js';
+import { decide } from '../src/infer/prediction.js';
 import { webDir } from '../src/web/assets.js';
+import { DATA as PHONES, havePhotos as haveData } from './helpers/paths.js';
+import { SLOW } from './helpers/slow.js';
 
 interface ResizeModule {
   resizeForModel(img: RgbImage, size: number, policy: ResizePolicy, jpeg: boolean): RgbImage;
@@ -36,8 +38,6 @@ const resize = (await web('resize.js')) as ResizeModule;
 const device = (await web('device-mode.js')) as DeviceModule;
 const preprocess = (await web('preprocess.js')) as PreprocessModule;
 
-const PHONES = join(process.cwd(), '..', 'shared', 'datasets', 'phones');
-const haveData = existsSync(PHONES);
 
 /** Deterministic noise with some structure (edges and gradients make resampling differences show). */
 function synthetic(width: number, height: number, seed: number): RgbImage {
@@ -83,7 +83,7 @@ describe('web preprocessing (web/resize.js) matches sharp', () => {
     }
   });
 
-  it('is bit-identical to loadForModel on real photos (same decoded pixels)', { skip: !haveData && 'needs ../shared/datasets/phones' }, async () => {
+  it('is bit-identical to loadForModel on real photos (same decoded pixels)', { skip: (!haveData && 'needs ../shared/datasets/phones') || SLOW }, async () => {
     const files = ['front', 'back', 'none'].flatMap((c) =>
       readdirSync(join(PHONES, c)).sort().filter((_, i) => i % 40 === 0).map((f) => join(PHONES, c, f)),
     );
@@ -141,15 +141,13 @@ describe('web preprocessing (web/resize.js) matches sharp', () => {
     }
   });
 
-  it('says uncertain below a class threshold, like src/infer/predict.ts', () => {
+  it('gives the same Prediction as src/infer/prediction.ts decide(): label (uncertain below a class threshold), predicted, confidence, probabilities', () => {
     const classes = ['back', 'front', 'none'];
     const thresholds = { front: 0.7 };
     for (const probs of [[0.1, 0.65, 0.25], [0.1, 0.8, 0.1], [0.5, 0.2, 0.3], [1 / 3, 1 / 3, 1 / 3]]) {
       const want = decide(classes, probs, 0, thresholds);
       const got = device.decide(classes, probs, thresholds);
-      assert.equal(got.label, want.label, JSON.stringify(probs));
-      assert.equal(got.predicted, want.top);
-      assert.equal(got.confidence, want.confidence);
+      assert.deepEqual(got, want, JSON.stringify(probs));
     }
   });
 

@@ -8,9 +8,10 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { envFromProcess, weightsEnvKey, weightsEnvVar, type PhonesideEnv } from '../src/env.js';
-import { resolveWeights, type WeightsSource } from '../src/backbones/weights-source.js';
+import { resolveWeights, WeightsMissingError, type WeightsSource } from '../src/backbones/weights-source.js';
+import { MOBILENET } from './helpers/paths.js';
 
-const MIRROR = new URL('../../shared/weights/mobilenet_v2_0.35_224/', import.meta.url).pathname;
+const MIRROR = `${MOBILENET}/`; // with a trailing slash, which resolveWeights drops
 const ID = 'mobilenet_v2_0.35_224';
 const JSON_SHA = 'aa1518d960cbd99809a2a222aa59092421d5f506a38dd23b2aff43ecf2c6f4bd';
 const BIN_SHA = 'e159deb3afa15bc63a53edb3eb31d0d6de1a25f0d8d72d9b8372b5088a902a8a';
@@ -174,15 +175,20 @@ describe('resolveWeights: url source', () => {
     assert.deepEqual(await readdir(join(e.cacheDir, 'weights')), []);
   });
 
-  it('names the URL and the offline remedies on HTTP 404 and on a refused connection', async () => {
+  it('names the URL and the offline remedies on HTTP 404 and on a refused connection: WeightsMissingError', async () => {
     const mirror = await startMirror('404');
     const e = await freshEnv({ remoteBaseUrl: mirror.base });
     await assert.rejects(resolveWeights(PINNED, { env: e }), (err: Error) => {
+      assert.ok(err instanceof WeightsMissingError, String(err));
       assert.ok(err.message.includes(`${mirror.base}/${ID}/model.json`), err.message);
       assert.match(err.message, /HTTP 404/);
       assert.ok(err.message.includes(join(e.cacheDir, 'weights', ID)), err.message);
       assert.match(err.message, /PHONESIDE_WEIGHTS_MOBILENET_V2_035_224/);
-      assert.match(err.message, /--weights/);
+      assert.doesNotMatch(err.message, /(^|\s)--[a-z]/, 'the library names no command-line flag');
+      assert.deepEqual(
+        { backboneId: err.backboneId, dir: err.dir, url: err.url, envVar: err.envVar, offline: err.offline },
+        { backboneId: ID, dir: join(e.cacheDir, 'weights', ID), url: `${mirror.base}/${ID}/model.json`, envVar: 'PHONESIDE_WEIGHTS_MOBILENET_V2_035_224', offline: false },
+      );
       return true;
     });
     await mirror.close();
@@ -190,9 +196,13 @@ describe('resolveWeights: url source', () => {
     const dead = await deadBase();
     const e2 = await freshEnv({ remoteBaseUrl: dead });
     await assert.rejects(resolveWeights(PINNED, { env: e2, backboneId: 'mobilenet_v2_0.35' }), (err: Error) => {
+      assert.ok(err instanceof WeightsMissingError, String(err));
       assert.ok(err.message.includes(`${dead}/${ID}/model.json`), err.message);
       assert.match(err.message, /ECONNREFUSED/);
-      assert.match(err.message, /PHONESIDE_WEIGHTS_MOBILENET_V2_035=/);
+      assert.match(err.message, /PHONESIDE_WEIGHTS_MOBILENET_V2_035 /);
+      assert.equal(err.backboneId, 'mobilenet_v2_0.35');
+      assert.equal(err.envVar, 'PHONESIDE_WEIGHTS_MOBILENET_V2_035');
+      assert.ok(err.cause instanceof Error, 'the network error is the cause');
       return true;
     });
     assert.equal(existsSync(join(e2.cacheDir, 'weights', ID)), false);
@@ -201,19 +211,26 @@ describe('resolveWeights: url source', () => {
   it('times out a server that never answers', async () => {
     const mirror = await startMirror('hang');
     const e = await freshEnv({ remoteBaseUrl: mirror.base, fetchTimeoutMs: 300 });
-    await assert.rejects(resolveWeights(PINNED, { env: e }), /model\.json: timed out after 300 ms/);
+    await assert.rejects(resolveWeights(PINNED, { env: e }), (err: Error) => err instanceof WeightsMissingError && /model\.json: timed out after 300 ms/.test(err.message));
     await mirror.close();
   });
 
-  it('offline with an empty cache says what is missing, where it looked, and how to provide it', async () => {
-    const e = await freshEnv({ offline: true, remoteBaseUrl: await deadBase() });
+  it('offline with an empty cache: a WeightsMissingError that says what is missing, where it looked, and how to provide it', async () => {
+    const dead = await deadBase();
+    const e = await freshEnv({ offline: true, remoteBaseUrl: dead });
     await assert.rejects(resolveWeights(PINNED, { env: e, backboneId: 'mobilenet_v2_0.35' }), (err: Error) => {
+      assert.ok(err instanceof WeightsMissingError, String(err));
+      assert.equal(err.name, 'WeightsMissingError');
+      assert.deepEqual(
+        { backboneId: err.backboneId, dir: err.dir, url: err.url, envVar: err.envVar, offline: err.offline },
+        { backboneId: 'mobilenet_v2_0.35', dir: join(e.cacheDir, 'weights', ID), url: `${dead}/${ID}/model.json`, envVar: 'PHONESIDE_WEIGHTS_MOBILENET_V2_035', offline: true },
+      );
       assert.match(err.message, /^offline mode/);
       assert.match(err.message, /Missing: model\.json/);
-      assert.ok(err.message.includes(`looked in ${join(e.cacheDir, 'weights', ID)}`), err.message);
-      assert.match(err.message, /\(1\) copy model\.json/);
-      assert.match(err.message, /\(2\) set PHONESIDE_WEIGHTS_MOBILENET_V2_035=/);
-      assert.match(err.message, /\(3\) pass --weights/);
+      assert.ok(err.message.includes(`looked in ${join(e.cacheDir, 'weights', ID)} and PHONESIDE_WEIGHTS_MOBILENET_V2_035 (unset)`), err.message);
+      assert.match(err.message, /\(1\) copy model\.json and its shard files \(from http:/);
+      assert.match(err.message, /\(2\) point PHONESIDE_WEIGHTS_MOBILENET_V2_035 \(env\.weightsDir\['mobilenet_v2_0\.35'\] in code\) at a folder/);
+      assert.doesNotMatch(err.message, /(^|\s)--[a-z]/, 'the library names no command-line flag');
       return true;
     });
   });
@@ -223,15 +240,17 @@ describe('resolveWeights: url source', () => {
     const dir = join(e.cacheDir, 'weights', ID);
     await mkdir(dir, { recursive: true });
     await writeFile(join(dir, 'model.json'), await readFile(join(MIRROR, 'model.json')));
-    await assert.rejects(resolveWeights(PINNED, { env: e }), /Missing: weights\.bin; looked in/);
+    await assert.rejects(resolveWeights(PINNED, { env: e }), (err: Error) => err instanceof WeightsMissingError && err.offline && /Missing: weights\.bin; looked in/.test(err.message));
   });
 
-  it('an explicit path or PHONESIDE_WEIGHTS_<ID> skips the cache and the network', async () => {
+  it('env.weightsDir / PHONESIDE_WEIGHTS_<ID> skips the cache and the network', async () => {
     const e = await freshEnv({ remoteBaseUrl: await deadBase() });
-    const viaDir = await resolveWeights(PINNED, { env: e, path: MIRROR });
+    const viaDir = await resolveWeights(PINNED, { env: { ...e, weightsDir: { 'mobilenet_v2_0.35': MIRROR } }, backboneId: 'mobilenet_v2_0.35' });
     assert.deepEqual(viaDir, { dir: MIRROR.replace(/\/$/, ''), modelJson: join(MIRROR, 'model.json'), origin: 'override' });
-    const viaFile = await resolveWeights(PINNED, { env: e, path: join(MIRROR, 'model.json') });
+    const viaFile = await resolveWeights(PINNED, { env: { ...e, weightsDir: { MOBILENET_V2_035: join(MIRROR, 'model.json') } }, backboneId: 'mobilenet_v2_0.35' });
     assert.equal(viaFile.modelJson, join(MIRROR, 'model.json'));
+    // Keyed by the weights' own id too (mobilenet_v2_0.35_224).
+    assert.equal((await resolveWeights(PINNED, { env: { ...e, weightsDir: { [ID]: MIRROR } } })).origin, 'override');
 
     const fromVar = { ...envFromProcess({ PHONESIDE_WEIGHTS_MOBILENET_V2_035: MIRROR }), cacheDir: e.cacheDir, offline: true };
     const r = await resolveWeights(PINNED, { env: fromVar, backboneId: 'mobilenet_v2_0.35' });
@@ -240,11 +259,12 @@ describe('resolveWeights: url source', () => {
     // Without the backbone id the same variable does not apply: offline error instead.
     await assert.rejects(resolveWeights(PINNED, { env: fromVar }), /offline mode/);
 
-    await assert.rejects(resolveWeights(PINNED, { env: e, path: join(root, 'nope') }), /does not exist: .*nope/);
+    const at = (dir: string): { env: PhonesideEnv; backboneId: string } => ({ env: { ...e, weightsDir: { 'mobilenet_v2_0.35': dir } }, backboneId: 'mobilenet_v2_0.35' });
+    await assert.rejects(resolveWeights(PINNED, at(join(root, 'nope'))), /the weights folder of backbone 'mobilenet_v2_0\.35' \(env\.weightsDir \/ PHONESIDE_WEIGHTS_MOBILENET_V2_035\) does not exist: .*nope/);
     const incomplete = join(root, 'incomplete');
     await mkdir(incomplete);
     await writeFile(join(incomplete, 'model.json'), await readFile(join(MIRROR, 'model.json')));
-    await assert.rejects(resolveWeights(PINNED, { env: e, path: incomplete }), /incomplete: weights\.bin missing/);
+    await assert.rejects(resolveWeights(PINNED, at(incomplete)), /incomplete: weights\.bin missing/);
     assert.equal(existsSync(e.cacheDir), false);
   });
 });

@@ -33,14 +33,11 @@ import { checkPreprocessing } from './resize.js';
  */
 
 /**
- * One image's answer.
- * @typedef {object} Prediction
- * @property {string} label  a class, or 'uncertain'
- * @property {string} predicted  the most probable class
- * @property {number} confidence
- * @property {Record<string, number>} probabilities
- * @property {number} ms  decoding + preprocessing + inference
- * @property {number} [inferenceMs]
+ * One image's answer: phoneside's Prediction (src/infer/prediction.ts: label — a class or
+ * 'uncertain' —, predicted — the most probable class —, confidence, probabilities), the same
+ * fields as Classifier.classify(), `phoneside predict` and POST /v1/classify give, plus timings:
+ * `ms` decoding + preprocessing + inference, `inferenceMs` inference alone.
+ * @typedef {import('../src/infer/prediction.js').Prediction & { ms: number, inferenceMs?: number }} Prediction
  */
 
 export const UNCERTAIN = 'uncertain';
@@ -152,8 +149,8 @@ export async function loadDeviceModel(opts = {}) {
 }
 
 /**
- * The label for a probability vector: the top class, or 'uncertain' below its threshold
- * (the same rule as src/infer/predict.ts decide()).
+ * The Prediction of a probability vector: the top class, or 'uncertain' below its threshold
+ * (the same rule and fields as decide() in src/infer/prediction.ts).
  * @param {string[]} classes
  * @param {ArrayLike<number>} probs
  * @param {Record<string, number>} thresholds

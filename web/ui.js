@@ -2,8 +2,8 @@
 /**
  * One result card per image: thumbnail, file name, label (distinct for 'uncertain'), a bar per
  * class with its percentage, where it ran and how long it took, or the error. State and the raw
- * answer are also kept in data-* attributes (data-state, data-label, data-probabilities), which
- * the end-to-end test reads.
+ * answer (the Prediction's fields) are also kept in data-* attributes (data-state, data-label,
+ * data-predicted, data-probabilities), which the end-to-end test reads.
  */
 
 /** @typedef {import('./device-mode.js').Prediction} Prediction */
@@ -84,6 +84,7 @@ export class Card {
   setResult(p) {
     this.root.dataset.state = 'done';
     this.root.dataset.label = p.label;
+    this.root.dataset.predicted = p.predicted;
     this.root.dataset.probabilities = JSON.stringify(p.probabilities);
     this.root.removeAttribute('aria-busy');
     this.error.hidden = true;

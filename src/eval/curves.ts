@@ -2,6 +2,7 @@
  * Curves for reports, computed from predictions alone: one-vs-rest precision-recall curves with
  * average precision (scikit-learn's definitions) and reliability-diagram bins.
  */
+import { argmax } from '../util/argmax.js';
 
 export interface PrPoint {
   /** Score at or above which a sample counts as positive. */
@@ -80,8 +81,7 @@ export function reliabilityDiagram(probs: readonly (readonly number[])[], yTrue:
     if (row.length !== numClasses || numClasses < 1) throw new Error(`probs[${i}] has ${row.length} entries, expected ${numClasses}`);
     const y = yTrue[i]!;
     if (!Number.isInteger(y) || y < 0 || y >= numClasses) throw new Error(`yTrue[${i}] = ${y} is outside the class range 0..${numClasses - 1}`);
-    let best = 0;
-    for (let c = 1; c < numClasses; c++) if (row[c]! > row[best]!) best = c;
+    const best = argmax(row);
     const conf = row[best]!;
     if (!(conf >= 0 && conf <= 1)) throw new Error(`probs[${i}] has confidence ${conf} outside [0, 1]`);
     const b = Math.min(bins - 1, Math.max(0, Math.ceil(conf * bins) - 1));

@@ -8,7 +8,8 @@
 import { softmaxWithTemperature } from './calibration.js';
 import { CV_REPORT_SCHEMA, cvAbstain, type CvReport } from './cv-report.js';
 import { groupedScores } from './group-metrics.js';
-import { argmax, expectedCalibrationError } from './metrics.js';
+import { expectedCalibrationError } from './metrics.js';
+import { argmax } from '../util/argmax.js';
 
 export function combineCvReports(members: readonly CvReport[], maxErrorRate = members[0]?.abstain.maxErrorRate ?? 0.02): CvReport {
   const first = members[0];

@@ -8,9 +8,13 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { GroupedScores } from './group-metrics.js';
 import { parseThresholds } from '../infer/onnx-meta.js';
+import { RUN_FILES } from './run-folder.js';
 import { crossFittedThresholds, fitThresholds, type GroupedThresholdRow, type ThresholdFit, type ThresholdOutcome } from './thresholds.js';
 
 export const CV_REPORT_SCHEMA = 'phoneside.cv-report/1';
+
+/** The files of a cv folder: the report, and its HTML page (named as in a run folder). */
+export const CV_FILES = { report: 'cv.json', html: RUN_FILES.report } as const;
 
 /** Abstain thresholds fitted on the out-of-fold predictions (calibrated with the pooled temperature). */
 export interface CvAbstain {
@@ -95,7 +99,7 @@ export interface CvCarryOver {
 
 /** Reads a cv.json (or the folder holding one) and checks the fields a final model takes from it. */
 export async function readCvReport(path: string): Promise<CvCarryOver> {
-  const file = (await stat(path).catch(() => undefined))?.isDirectory() ? join(path, 'cv.json') : path;
+  const file = (await stat(path).catch(() => undefined))?.isDirectory() ? join(path, CV_FILES.report) : path;
   let raw: unknown;
   try {
     raw = JSON.parse(await readFile(file, 'utf8'));

@@ -2,35 +2,26 @@
  * `evaluate`: a trained model on a labelled folder, through the deployed path (the whole
  * classifier as one ONNX graph), giving the confusion matrix and classification report.
  */
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { checkDecodable, scanDataset, type DatasetItem, type SkippedFile } from '../data/dataset.js';
-import { applySplitManifest, parseSplitManifest } from '../data/split.js';
-import { Classifier, type LoadClassifierOptions } from '../infer/classifier.js';
+import { applySplitManifest, type SplitManifest } from '../data/split.js';
+import { Classifier } from '../infer/classifier.js';
+import { EVALUATE, type EvaluateInput } from '../options/infer.js';
+import { OptionConflictError, resolveOptions } from '../options/schema.js';
 import { resolveModelPath } from '../infer/load.js';
-import { buildEvaluationReport, type EvaluationReport } from './evaluation-report.js';
-import { argmax, classificationMetrics, type ClassificationMetrics } from './metrics.js';
-import { findRunDir, readRunArtifacts, RUN_FILES } from './run-artifacts.js';
+import { buildEvaluationReport, type EvaluationReport, type ReportPrediction } from './evaluation-report.js';
+import { classificationMetrics, type ClassificationMetrics } from './metrics.js';
+import { argmax } from '../util/argmax.js';
+import { readRunArtifacts, readSplitFile, RunFolder } from './run-folder.js';
+import { isFile } from '../util/fs.js';
 import { ProgressBar, type ProgressStream } from '../util/progress.js';
 
 export type Subset = 'train' | 'val';
 
-export interface EvaluateOptions extends LoadClassifierOptions {
-  /** Only the images a split.json puts in this subset (e.g. a run's validation split). */
-  subset?: Subset;
-  /** The split.json to use with `subset` (default: the run folder's own). */
-  splitFile?: string;
-  batchSize?: number;
-  progress?: ProgressStream;
-}
+/** `evaluate`'s options: the table in src/options/infer.ts (same names as the CLI's flags), and where progress goes. */
+export type EvaluateOptions = EvaluateInput & { progress?: ProgressStream; cache?: boolean };
 
-export interface EvaluatedImage {
-  /** Path relative to the data folder. */
-  path: string;
-  label: string;
-  predicted: string;
-  probabilities: number[];
-}
+/** One evaluated image: path (relative to the data folder), true label, predicted label, probabilities. */
+export type EvaluatedImage = Omit<ReportPrediction, 'group'>;
 
 export interface EvaluationResult {
   /** The model as evaluated: its path, backbone, classes, softmax temperature and test-time augmentation (absent: none). */
@@ -50,14 +41,11 @@ export interface EvaluationSet {
   classes: string[];
 }
 
-async function readSplit(file: string, subset: Subset): Promise<ReturnType<typeof parseSplitManifest>> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch {
-    throw new Error(`--subset ${subset} needs a split file: ${file} not found (pass --split-file)`);
+async function readSplit(file: string, subset: Subset): Promise<SplitManifest> {
+  if (!(await isFile(file))) {
+    throw new OptionConflictError(['subset', 'split'], ([sub, split]) => `${sub} ${subset} needs a split file: ${file} not found (give one with ${split})`);
   }
-  return parseSplitManifest(JSON.parse(text));
+  return readSplitFile(file);
 }
 
 /**
@@ -69,7 +57,7 @@ export async function evaluationSet(dataDir: string, opts: { subset?: Subset; sp
   let items = scan.items;
   if (opts.subset) {
     const files = opts.splitFiles ?? [];
-    if (files.length === 0) throw new Error(`--subset ${opts.subset} needs a split file`);
+    if (files.length === 0) throw new Error(`subset ${opts.subset} needs a split file`);
     for (const file of files) {
       const applied = applySplitManifest(items, await readSplit(file, opts.subset), { unknown: 'train' });
       items = opts.subset === 'val' ? applied.val : applied.train;
@@ -97,7 +85,7 @@ export async function predictItems(clf: Classifier, items: readonly DatasetItem[
 
 /** The split.json of the run that `model` belongs to (a run folder or its model/ folder). */
 export async function defaultSplitFile(model: string): Promise<string> {
-  return join((await findRunDir(model)) ?? model, RUN_FILES.split);
+  return ((await RunFolder.find(model)) ?? new RunFolder(model)).splitFile;
 }
 
 export function checkClasses(model: string, modelClasses: readonly string[], dataClasses: readonly string[]): void {
@@ -106,15 +94,16 @@ export function checkClasses(model: string, modelClasses: readonly string[], dat
 }
 
 /**
- * Evaluates `model` (a run, bundle or ensemble folder, an exported .onnx, or a shipped model's
- * name) on the labelled images of `dataDir`; `opts.tta` turns test-time augmentation on.
+ * Evaluates `opts.model` (a shipped model's name, default the shipped default; a run, bundle or
+ * ensemble folder; an exported .onnx) on the labelled images of `dataDir`.
  */
-export async function evaluate(modelArg: string, dataDir: string, opts: EvaluateOptions = {}): Promise<EvaluationResult> {
+export async function evaluate(dataDir: string, options: EvaluateOptions = {}): Promise<EvaluationResult> {
+  const opts = resolveOptions(EVALUATE.options, options);
   const t0 = performance.now();
-  const model = resolveModelPath(modelArg);
+  const model = resolveModelPath(opts.model);
   const clf = await Classifier.load(model, opts);
   try {
-    const set = await evaluationSet(dataDir, opts.subset ? { subset: opts.subset, splitFiles: [opts.splitFile ?? (await defaultSplitFile(model))] } : {});
+    const set = await evaluationSet(dataDir, opts.subset ? { subset: opts.subset, splitFiles: [opts.split ?? (await defaultSplitFile(model))] } : {});
     checkClasses(model, clf.classes, set.classes);
     const predictions = await predictItems(clf, set.items, opts);
     const classes = clf.classes;

@@ -2,10 +2,11 @@
  * The evaluation report as data: everything the HTML page (and `--json`) shows, built from
  * predictions alone plus what a training run left on disk. Schema: docs/json-reports.md.
  */
-import { argmax, classificationMetrics } from './metrics.js';
+import { classificationMetrics } from './metrics.js';
+import { argmax } from '../util/argmax.js';
 import { metricsToJSON, type MetricsJSON } from './report.js';
 import { mostConfusedPairs, precisionRecallCurve, reliabilityDiagram, uncalibrate, type ConfusedPair, type PrPoint, type Reliability } from './curves.js';
-import type { RunArtifacts } from './run-artifacts.js';
+import type { RunArtifacts } from './run-folder.js';
 import type { GroupScore } from './group-metrics.js';
 
 export const EVALUATION_REPORT_SCHEMA = 'phoneside.evaluation-report/1';

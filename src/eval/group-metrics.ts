@@ -3,7 +3,8 @@
  * photos from sources it never saw, when each group's predictions come from a model trained
  * without that group (out-of-fold predictions of group cross-validation).
  */
-import { argmax, classificationMetrics, expectedCalibrationError } from './metrics.js';
+import { classificationMetrics, expectedCalibrationError } from './metrics.js';
+import { argmax } from '../util/argmax.js';
 import { metricsToJSON, type MetricsJSON } from './report.js';
 
 export interface GroupedPrediction {

@@ -135,8 +135,3 @@ export function expectedCalibrationError(
 ): number {
   return reliabilityDiagram(probs, yTrue, bins).ece;
 }
-
-/** Index of the largest value (the predicted class of a probability or logit row). */
-export function argmax(row: readonly number[]): number {
-  return row.reduce((best, v, i) => (v > row[best]! ? i : best), 0);
-}

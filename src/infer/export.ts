@@ -6,16 +6,16 @@
  */
 import { stat } from 'node:fs/promises';
 import { loadBundle } from '../model/bundle.js';
-import { buildClassifierOnnx, buildEnsembleOnnx, writeFileAtomic } from './classifier.js';
+import { EXPORT, type ExportInput } from '../options/infer.js';
+import { OptionConflictError, resolveOptions } from '../options/schema.js';
+import { writeFileAtomic } from '../util/fs.js';
+import { buildClassifierOnnx, buildEnsembleOnnx } from './classifier.js';
 import { isEnsembleDir } from './ensemble.js';
+import { resolveModelPath } from './load.js';
 import type { ClassifierInfo } from './onnx-meta.js';
 
-export interface ExportOptions {
-  /** Override folder for the backbone's ImageNet weights (see LoadClassifierOptions.weights). */
-  weights?: string;
-  /** Test-time augmentation: true = on, false = off; default: as the model's manifest / ensemble.json says. */
-  tta?: boolean;
-}
+/** `export`'s options: the table in src/options/infer.ts (same names as the CLI's flags; `out` required). */
+export type ExportOptions = ExportInput;
 
 export interface ExportResult {
   path: string;
@@ -23,12 +23,16 @@ export interface ExportResult {
   info: ClassifierInfo;
 }
 
-/** Writes the classifier of a bundle, run or ensemble folder `model` to `out` (atomically). */
-export async function exportClassifier(model: string, out: string, opts: ExportOptions = {}): Promise<ExportResult> {
+/** Writes the classifier of `model` (a shipped name, bundle, run or ensemble folder; default the shipped default) to `out`, atomically. */
+export async function exportClassifier(options: ExportOptions): Promise<ExportResult> {
+  const opts = resolveOptions(EXPORT.options, options);
+  const out = opts.out;
+  if (out === undefined) throw new OptionConflictError(['out'], ([o]) => `export needs ${o}, the .onnx file to write`);
+  const model = resolveModelPath(opts.model);
   if ((await stat(model).catch(() => undefined))?.isFile()) {
     throw new Error(`${model} is a file; export takes a bundle, run or ensemble folder`);
   }
-  const build = { ...(opts.weights ? { weights: opts.weights } : {}), ...(opts.tta !== undefined ? { tta: opts.tta } : {}) };
+  const build = opts.tta !== undefined ? { tta: opts.tta } : {};
   const { bytes, info } = (await isEnsembleDir(model)) ? await buildEnsembleOnnx(model, build) : await buildClassifierOnnx(await loadBundle(model), build);
   await writeFileAtomic(out, bytes);
   return { path: out, bytes: bytes.length, info };

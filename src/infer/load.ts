@@ -1,19 +1,22 @@
 /**
- * `loadClassifier`: the library's entry point for inference. The package ships trained models
- * under `models/<name>/`: `ensemble` (the default: resnet50 and mobilenet_v2 averaged, the best on
- * sources it never saw), `resnet50` and `mobilenet_v2`; `--model NAME` picks one.
+ * Model references: the package ships trained models under `models/<name>/`: `ensemble` (the
+ * default: resnet50 and mobilenet_v2 averaged, the best on sources it never saw), `resnet50` and
+ * `mobilenet_v2`. A reference is such a name or a path (bundle, run or ensemble folder, .onnx
+ * file); `Classifier.load(ref)` loads one, `modelBackbones(ref)` says which backbones it needs.
  */
 import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Classifier, type LoadClassifierOptions } from './classifier.js';
+import { OptionConflictError } from '../options/schema.js';
+import { isFile } from '../util/fs.js';
+import { findBundleDir, isEnsembleDir, readEnsemble } from './ensemble.js';
 import { packageRoot } from './package.js';
 
-/** Raised when no model is given and the package ships none. */
-export class NoDefaultModelError extends Error {
+/** Raised when no model is given and the package ships none (the option `model` is then required). */
+export class NoDefaultModelError extends OptionConflictError {
   override readonly name = 'NoDefaultModelError';
   constructor(readonly expectedAt: string) {
-    super('no default model is shipped yet; pass --model');
+    super(['model'], ([m]) => `no default model is shipped yet; give one with ${m}`);
   }
 }
 
@@ -47,11 +50,24 @@ export function resolveModelPath(model?: string, root?: string): string {
 }
 
 /**
- * Loads a classifier: a bundle, run or ensemble folder, or an exported `.onnx` file; without
- * `model`, the default model shipped with phoneside.
+ * The ids of the backbones whose ImageNet weights `ref` (as Classifier.load takes it) needs to be
+ * assembled: one for a bundle or run folder, each member's (without repeats, in member order) for
+ * an ensemble, none for an exported .onnx file (self-contained). Only manifests are read. This is
+ * which `env.weightsDir` entries (`PHONESIDE_WEIGHTS_<ID>`) apply to the model.
  */
-export async function loadClassifier(model?: string, opts: LoadClassifierOptions = {}): Promise<Classifier> {
-  return Classifier.load(resolveModelPath(model), opts);
+export async function modelBackbones(ref?: string): Promise<string[]> {
+  const path = resolveModelPath(ref);
+  if (await isFile(path)) return [];
+  if (await isEnsembleDir(path)) return [...new Set((await readEnsemble(path)).members.map((m) => m.manifest.backbone.id))];
+  const dir = await findBundleDir(path);
+  if (dir === undefined) {
+    if (await isFile(join(path, 'model.onnx'))) return [];
+    throw new Error(`${path} is not a phoneside model: no manifest.json, ensemble.json or model.onnx in it (nor a shipped model's name)`);
+  }
+  const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as { backbone?: { id?: unknown } };
+  const id = manifest.backbone?.id;
+  if (typeof id !== 'string') throw new Error(`${join(dir, 'manifest.json')} names no backbone (backbone.id)`);
+  return [id];
 }
 
 /** A model shipped under models/<name>/, as `phoneside models` lists it. */

@@ -4,58 +4,27 @@
  * holds the main thread while it runs), so neither waits for the other.
  */
 import { ImageDecodeError } from '../data/image.js';
+import { PREDICT, type PredictInput } from '../options/infer.js';
+import { resolveOptions } from '../options/schema.js';
 import type { Classifier, DecodedBatch } from './classifier.js';
+import { decide, type Prediction } from './prediction.js';
 
-/** The label given when the top probability is below the confidence threshold. */
-export const UNCERTAIN = 'uncertain';
+export { decide, UNCERTAIN, type Prediction } from './prediction.js';
 
-/** One image's result: plain data, so it prints, serialises (JSON.stringify) and compares. */
-export interface PredictionRow {
+/**
+ * One image's result: its Prediction (every field null when the image failed), its path and its
+ * time. Plain data, so it prints, serialises (JSON.stringify) and compares.
+ */
+export type PredictionRow = { [K in keyof Prediction]: Prediction[K] | null } & {
   path: string;
-  /** The predicted class, `uncertain` below the confidence threshold, or null when the image failed. */
-  label: string | null;
-  /** The most probable class (even when `label` is `uncertain`); null on error. */
-  top: string | null;
-  /** Probability of `top`; null on error. */
-  confidence: number | null;
-  /** Probability per class, in the model's class order; null on error. */
-  probabilities: Record<string, number> | null;
   /** Milliseconds for this image: its decode plus its share of the batch's inference. */
   ms: number;
   /** Why the image could not be classified (e.g. 'truncated or corrupt'). */
   error?: string;
-}
+};
 
-export interface PredictOptions {
-  /** Images per inference call (default 8). */
-  batchSize?: number;
-  /** Answer `uncertain` when the top probability is below this (default 0). */
-  minConfidence?: number;
-  /** Per-class minimum confidence (default: the model's own; pass {} to ignore them). */
-  thresholds?: Record<string, number>;
-}
-
-/** Label, top class and confidence of one probability vector under the thresholds. */
-export function decide(
-  classes: readonly string[],
-  probs: readonly number[],
-  minConfidence = 0,
-  thresholds: Readonly<Record<string, number>> = {},
-): Pick<PredictionRow, 'label' | 'top' | 'confidence' | 'probabilities'> {
-  let best = 0;
-  probs.forEach((v, i) => {
-    if (v > probs[best]!) best = i;
-  });
-  const top = classes[best]!;
-  const confidence = probs[best]!;
-  const needed = Math.max(minConfidence, thresholds[top] ?? 0);
-  return {
-    label: confidence < needed ? UNCERTAIN : top,
-    top,
-    confidence,
-    probabilities: Object.fromEntries(classes.map((c, i) => [c, probs[i]!])),
-  };
-}
+/** How files become rows: the table in src/options/infer.ts (same names as predict's flags). */
+export type PredictOptions = Pick<PredictInput, 'batchSize' | 'minConfidence' | 'thresholds'>;
 
 /** A short reason for a failed image (the decoder's stable reason, not libvips' text). */
 export function errorReason(err: Error): string {
@@ -64,14 +33,14 @@ export function errorReason(err: Error): string {
 
 /** Error row for a path that could not be classified. */
 export function errorRow(path: string, error: string, ms = 0): PredictionRow {
-  return { path, label: null, top: null, confidence: null, probabilities: null, ms, error };
+  return { path, label: null, predicted: null, confidence: null, probabilities: null, ms, error };
 }
 
 /** Classifies `files` in batches; yields one row per file, in order; bad files give error rows. */
-export async function* predictFiles(clf: Classifier, files: readonly string[], opts: PredictOptions = {}): AsyncGenerator<PredictionRow> {
-  const bs = opts.batchSize ?? 8;
-  if (!Number.isInteger(bs) || bs < 1) throw new RangeError(`batch size must be a positive integer, got ${bs}`);
-  const thresholds = opts.thresholds ?? clf.thresholds;
+export async function* predictFiles(clf: Classifier, files: readonly string[], options: PredictOptions = {}): AsyncGenerator<PredictionRow> {
+  const opts = resolveOptions(PREDICT.options, options);
+  const bs = opts.batchSize;
+  const thresholds = opts.thresholds ? clf.thresholds : {};
   const minConfidence = opts.minConfidence ?? 0;
   const classes = clf.classes;
   const decodeAt = (i: number): Promise<DecodedBatch> | undefined => (i < files.length ? clf.decode(files.slice(i, i + bs)) : undefined);

@@ -8,11 +8,12 @@
  *   weights.bin     little-endian tensors (float32, or float16 when manifest.weightsDtype says so,
  *                   to halve a shipped model), at the element offsets listed in manifest.graph
  */
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { GraphNode, LayerGraph, LayerOp, WeightTensor } from '../backbones/graph.js';
 import type { Preprocessing } from '../backbones/registry.js';
 import { float16ToFloat32, float32ToFloat16 } from '../util/float16.js';
+import { writeFileAtomic } from '../util/fs.js';
 
 export const BUNDLE_FORMAT = 'phoneside-bundle';
 export const BUNDLE_VERSION = 1;
@@ -106,13 +107,9 @@ export async function saveBundle(dir: string, bundle: ModelBundle): Promise<void
   const dtype = bundle.manifest.weightsDtype ?? 'float32';
   const manifest = { ...bundle.manifest, weightsDtype: dtype, graph: { input: bundle.graph.input, output: bundle.graph.output, nodes } };
   // Write weights first and the manifest last, each atomically: a bundle with a manifest is complete.
-  const w = join(dir, 'weights.bin');
   const stored = dtype === 'float16' ? float32ToFloat16(data) : data;
-  await writeFile(`${w}.tmp`, new Uint8Array(stored.buffer, stored.byteOffset, stored.byteLength));
-  await rename(`${w}.tmp`, w);
-  const m = join(dir, 'manifest.json');
-  await writeFile(`${m}.tmp`, JSON.stringify(manifest, null, 1) + '\n');
-  await rename(`${m}.tmp`, m);
+  await writeFileAtomic(join(dir, 'weights.bin'), new Uint8Array(stored.buffer, stored.byteOffset, stored.byteLength));
+  await writeFileAtomic(join(dir, 'manifest.json'), JSON.stringify(manifest, null, 1) + '\n');
 }
 
 /** Reads a bundle from its folder (or from a run folder holding `model/`). */

@@ -5,6 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { ActivationFn, GraphNode, LayerGraph, WeightTensor } from '../backbones/graph.js';
+import { batchNormAffine } from '../onnx/from-graph.js';
 
 export interface GraphModuleOptions {
   /** Whether conv / depthwise / dense kernels and biases (and PReLU slopes) become trainable variables. */
@@ -38,12 +39,6 @@ const LEARNED: Record<string, readonly string[]> = {
   dense: ['kernel', 'bias'],
   prelu: ['alpha'],
 };
-
-function need(node: GraphNode, key: string): WeightTensor {
-  const w = node.weights[key];
-  if (!w) throw new Error(`layer '${node.name}' has no weight '${key}'`);
-  return w;
-}
 
 function activate(x: tf.Tensor, fn: ActivationFn): tf.Tensor {
   switch (fn) {
@@ -86,19 +81,9 @@ export function createGraphModule(graph: LayerGraph, opts: GraphModuleOptions): 
       }
     }
     if (node.op.kind === 'batchNorm') {
-      const mean = need(node, 'moving_mean').data;
-      const variance = need(node, 'moving_variance').data;
-      const gamma = node.weights['gamma']?.data;
-      const beta = node.weights['beta']?.data;
-      const scale = new Float32Array(mean.length);
-      const shift = new Float32Array(mean.length);
-      for (let i = 0; i < mean.length; i++) {
-        const s = (gamma ? gamma[i]! : 1) / Math.sqrt(variance[i]! + node.op.epsilon);
-        scale[i] = s;
-        shift[i] = (beta ? beta[i]! : 0) - mean[i]! * s;
-      }
-      p.scale = tf.keep(tf.tensor1d(scale));
-      p.shift = tf.keep(tf.tensor1d(shift));
+      const { scale, shift } = batchNormAffine(node);
+      p.scale = tf.keep(tf.tensor1d(Float32Array.from(scale)));
+      p.shift = tf.keep(tf.tensor1d(Float32Array.from(shift)));
       owned.push(p.scale, p.shift);
     }
     params.set(node.name, p);

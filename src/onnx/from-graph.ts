@@ -41,7 +41,10 @@ function weight(node: GraphNode, key: string): WeightTensor {
   return w;
 }
 
-/** Per-channel affine form of an inference batchNorm: y = x * scale + shift. */
+/**
+ * Per-channel affine form of an inference batchNorm: y = x * scale + shift. The one place the
+ * batch-norm statistics are folded: the ONNX emitter here and the tfjs runner (model/graph-tfjs.ts).
+ */
 export function batchNormAffine(node: GraphNode): { scale: Float64Array; shift: Float64Array } {
   if (node.op.kind !== 'batchNorm') throw new Error(`layer '${node.name}' is not a batchNorm`);
   const mean = weight(node, 'moving_mean').data;

@@ -5,7 +5,7 @@
  */
 import multipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { decide } from '../infer/predict.js';
+import { decide, type Prediction } from '../infer/prediction.js';
 import type { ServeConfig } from './config.js';
 import { decodeUploads, type Upload } from './decode.js';
 import { ApiError, toApiError } from './errors.js';
@@ -13,6 +13,22 @@ import type { LoadedModel } from './models.js';
 import type { InferenceEngine } from './pool.js';
 import { QueueClosedError, QueueFullError, type InferenceQueue, type Ticket } from './queue.js';
 import type { ServiceMetrics } from './service-metrics.js';
+
+/** One image's entry in the answer of POST /v1/classify: its Prediction (figures rounded to 6 decimals), file name and time. */
+export interface ClassifyResult extends Prediction {
+  /** The multipart file name; null for a raw body or a part without one. */
+  filename: string | null;
+  /** Milliseconds: the image's decode plus its share of the batch's inference. */
+  ms: number;
+}
+
+/** The answer of POST /v1/classify. */
+export interface ClassifyResponse {
+  model: { id: string; version: string };
+  results: ClassifyResult[];
+  /** Milliseconds from the request's arrival to the answer. */
+  ms: number;
+}
 
 /** Per-request bookkeeping shared with the server's hooks (timer, queue ticket, error code). */
 export interface RequestState {
@@ -124,19 +140,20 @@ export async function registerClassifyRoute(app: FastifyInstance, ctx: ClassifyC
             st.abort.signal,
           );
           const k = classes.length;
-          const results = uploads.map((u, i) => {
-            const d = decide(classes, Array.from(probs.subarray(i * k, (i + 1) * k)), minConfidence, thresholds);
-            metrics.images.inc({ label: d.label! });
+          const results = uploads.map((u, i): ClassifyResult => {
+            const d = decide(classes, probs.subarray(i * k, (i + 1) * k), minConfidence, thresholds);
+            metrics.images.inc({ label: d.label });
             return {
               filename: u.filename,
-              label: d.label!,
-              predicted: d.top!,
-              confidence: round(d.confidence!, 6),
-              probabilities: Object.fromEntries(Object.entries(d.probabilities!).map(([c, p]) => [c, round(p, 6)])),
+              label: d.label,
+              predicted: d.predicted,
+              confidence: round(d.confidence, 6),
+              probabilities: Object.fromEntries(Object.entries(d.probabilities).map(([c, p]) => [c, round(p, 6)])),
               ms: round(decoded.decodeMs[i]! + inferMs / uploads.length, 1),
             };
           });
-          return reply.send({ model: { id: model.id, version: model.version }, results, ms: round(performance.now() - st.started, 1) });
+          const body: ClassifyResponse = { model: { id: model.id, version: model.version }, results, ms: round(performance.now() - st.started, 1) };
+          return reply.send(body);
         } catch (err) {
           if (err instanceof ApiError && err.code === 'timeout') metrics.timeouts.inc();
           throw err;

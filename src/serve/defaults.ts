@@ -4,8 +4,6 @@
  */
 import { availableParallelism } from 'node:os';
 
-export const DEFAULT_DEVICE_MODEL = 'mobilenet_v2';
-
 /**
  * The defaults, from the machine's cores: one single-threaded ONNX session per core (at most 4
  * sessions, to bound memory; beyond 4 cores the sessions get more threads), and 2 waiting requests

@@ -47,9 +47,8 @@ export interface LoadedModel {
   card: string | null;
 }
 
+/** How a model is loaded; its backbones' weights come from env.weightsDir / PHONESIDE_WEIGHTS_<ID>, the cache or a download. */
 export interface ModelLoadOptions {
-  /** Backbone weights folder for a bundle (else env PHONESIDE_WEIGHTS_* / cache / download). */
-  weights?: string;
   /** Use the ONNX cache under env.cacheDir (default true). */
   cache?: boolean;
   /** Test-time augmentation, as LoadClassifierOptions.tta (default: as the model says). */
@@ -129,7 +128,6 @@ export async function loadModel(model: string | undefined, opts: ModelLoadOption
   const path = resolveModelPath(model);
   const id = modelId(model, path);
   const found = await locateClassifierOnnx(path, {
-    ...(opts.weights ? { weights: opts.weights } : {}),
     ...(opts.cache === false ? { cache: false } : {}),
     ...(opts.tta !== undefined ? { tta: opts.tta } : {}),
   });

@@ -15,38 +15,32 @@ import { fitTemperature, softmaxWithTemperature } from '../eval/calibration.js';
 import { buildEvaluationReport, reportToJSON } from '../eval/evaluation-report.js';
 import { groupedScores } from '../eval/group-metrics.js';
 import { writeEvaluationHtml } from '../eval/html-report.js';
-import { argmax, expectedCalibrationError } from '../eval/metrics.js';
-import { CV_REPORT_SCHEMA, cvAbstain, type CvFold, type CvPrediction, type CvReport } from '../eval/cv-report.js';
+import { expectedCalibrationError } from '../eval/metrics.js';
+import { argmax } from '../util/argmax.js';
+import { CV_FILES, CV_REPORT_SCHEMA, cvAbstain, type CvFold, type CvPrediction, type CvReport } from '../eval/cv-report.js';
+import { timestampedRunDir } from '../eval/run-folder.js';
 
 export type { CvReport } from '../eval/cv-report.js';
+import { CV, type CvInput, type CvSettings } from '../options/train.js';
+import { OptionConflictError } from '../options/schema.js';
 import { createRng } from '../util/rng.js';
-import { ProgressBar, formatDuration } from '../util/progress.js';
+import { formatDuration } from '../util/progress.js';
 import { predictLogits } from './fit.js';
-import { fitOnFeatures, loadTrainingImages, openTrunkFeatures, resolveModel, trainLog, trainOptions, type TrainOptions } from './train.js';
+import {
+  extractViews, fitOnFeatures, loadTrainingImages, openTrunkFeatures, recordedOptions, resolveModel, resolveRecipe, trainLog,
+  type RecipeExtras, type ResolvedExtras,
+} from './train.js';
 
 
-export interface CvOptions extends Omit<TrainOptions, 'out' | 'split' | 'valFraction' | 'groups' | 'valGroups' | 'temperature'> {
-  /** Where each image's group comes from: `FILE.csv:COLUMN`, `prefix:SEP` or `folder`. */
-  groups: string;
-  /** Group k-fold with this many folds; undefined = leave one group out. */
-  folds?: number;
-  /** Share of each fold's training images kept aside (stratified) for early stopping and temperature. */
-  innerValFraction: number;
-  /** Write cv.json and report.html here (default runs/cv-<backbone>-<time>); null = write nothing. */
-  out?: string | null;
-  /** Abstention: per-class thresholds are fitted so that at most this share of answered images is wrong. */
-  maxErrorRate: number;
-  /** Test-time augmentation: held-out images are scored by the mean logits of the image and its mirror image. */
-  tta?: boolean;
-  /**
-   * Also score every held-out image turned a quarter turn (default true): phones photographed lying
-   * sideways are common in catalogs, and a model that learned 'landscape means none' fails them.
-   */
-  rotationCheck?: boolean;
-}
+/**
+ * What `crossValidate()` takes: the options of its table in src/options/train.ts (the recipe, as
+ * `train()` takes it, and cv's own; defaults and range checks come from there), plus the recipe's
+ * non-flag parts; `out: null` writes nothing.
+ */
+export type CvParams = Omit<CvInput, 'augment' | 'out'> & RecipeExtras & { out?: string | null };
 
-export const DEFAULT_INNER_VAL_FRACTION = 0.15;
-export const DEFAULT_MAX_ERROR_RATE = 0.02;
+/** The options after defaults and checks (`groups` is required). */
+export type CvOptions = Omit<CvSettings, 'augment' | 'out'> & ResolvedExtras & { groups: string; out?: string | null };
 
 /** Accuracy on the held-out images turned a quarter turn, pooled and per group. */
 function rotatedScores(correct: readonly boolean[], groups: readonly string[]): NonNullable<CvReport['rotated']> {
@@ -64,20 +58,12 @@ function median(xs: readonly number[]): number {
   return s.length % 2 ? s[mid]! : Math.round((s[mid - 1]! + s[mid]!) / 2);
 }
 
-export async function crossValidate(
-  dataDir: string,
-  options: Partial<CvOptions> & { backbone: string; groups: string },
-): Promise<CvReport> {
-  const { out, folds: k, innerValFraction, groups: groupSpec, maxErrorRate, ...rest } = options;
-  const opts: CvOptions = {
-    ...trainOptions(rest),
-    groups: groupSpec,
-    innerValFraction: innerValFraction ?? DEFAULT_INNER_VAL_FRACTION,
-    maxErrorRate: maxErrorRate ?? DEFAULT_MAX_ERROR_RATE,
-    ...(k !== undefined ? { folds: k } : {}),
-    ...(out !== undefined ? { out } : {}),
-  };
-  if (!(opts.innerValFraction > 0 && opts.innerValFraction < 1)) throw new RangeError(`inner validation fraction must be in (0, 1), got ${opts.innerValFraction}`);
+export async function crossValidate(dataDir: string, params: CvParams): Promise<CvReport> {
+  const { out, ...rest } = params;
+  const settings = resolveRecipe(CV.options, { ...rest, ...(typeof out === 'string' ? { out } : {}) });
+  const groupSpec = settings.groups;
+  if (groupSpec === undefined) throw new OptionConflictError(['groups'], ([g]) => `cross-validation needs ${g}: where each image's group (source) comes from`);
+  const opts: CvOptions = { ...settings, groups: groupSpec, ...(out === null ? { out: null } : {}) };
   const { log, stream } = trainLog(opts);
   const tStart = performance.now();
   const resolved = resolveModel(opts);
@@ -92,10 +78,7 @@ export async function crossValidate(
   // Every image is a training image in some fold: extract all its views once.
   let t = performance.now();
   const trunk = await openTrunkFeatures(resolved, opts);
-  const views = Math.max(1, opts.views);
-  const bar = new ProgressBar({ total: items.length * views, label: 'trunk features', stream, unit: 'view' });
-  const feats = await trunk.store.extract(items, views, (d) => bar.update(d));
-  bar.done();
+  const { train: feats } = await extractViews(trunk.store, items, [], Math.max(1, opts.views), stream);
   const flipped = opts.tta ? (await trunk.store.extract(items, ['hflip'])).features.map((v) => v[0]!) : undefined;
   const turned = opts.rotationCheck === false ? undefined : (await trunk.store.extract(items, ['rot90'])).features.map((v) => v[0]!);
   const turnedCorrect: boolean[] = new Array(items.length).fill(false);
@@ -183,8 +166,7 @@ export async function crossValidate(
   const calibrated = softmaxWithTemperature(allLogits, oofTemperature);
   const thresholdRows = calibrated.map((probabilities, i) => ({ label: labels[i]!, probabilities, group: groups[i]! }));
   const abstain = cvAbstain(classes, thresholdRows, opts.maxErrorRate);
-  const { progress: _p, ...recipe } = opts;
-  const outDir = opts.out === null ? null : resolve(opts.out ?? join('runs', `cv-${resolved.spec.id}-${new Date().toISOString().replace(/[:.]/g, '-')}`));
+  const outDir = opts.out === null ? null : resolve(opts.out ?? timestampedRunDir(`cv-${resolved.spec.id}`));
   const report: CvReport = {
     schema: CV_REPORT_SCHEMA,
     createdAt: new Date().toISOString(),
@@ -201,7 +183,7 @@ export async function crossValidate(
     medianBestEpoch: median(foldRecords.map((r) => r.bestEpoch)),
     abstain,
     rotated: turned ? rotatedScores(turnedCorrect, groups) : null,
-    options: { ...recipe },
+    options: { ...recordedOptions(opts) },
     timings: { featuresSeconds, trainSeconds, totalSeconds: (performance.now() - tStart) / 1000 },
     predictions: rows,
     outDir,
@@ -213,7 +195,7 @@ export async function crossValidate(
 /** cv.json and report.html (the evaluation report of the out-of-fold predictions, with a per-group table). */
 export async function writeCvReport(outDir: string, report: CvReport): Promise<void> {
   await mkdir(outDir, { recursive: true });
-  await writeFile(join(outDir, 'cv.json'), reportToJSON(report));
+  await writeFile(join(outDir, CV_FILES.report), reportToJSON(report));
   const html = buildEvaluationReport({
     classes: report.classes,
     predictions: report.predictions.map((p) => ({ path: p.path, label: p.label, predicted: p.predicted, probabilities: p.probabilities, group: p.group })),
@@ -224,5 +206,5 @@ export async function writeCvReport(outDir: string, report: CvReport): Promise<v
     data: { dir: report.dataDir, subset: 'all', skipped: [] },
     groups: report.groups,
   });
-  await writeEvaluationHtml(join(outDir, 'report.html'), html, { dataDir: report.dataDir });
+  await writeEvaluationHtml(join(outDir, CV_FILES.html), html, { dataDir: report.dataDir });
 }

@@ -3,8 +3,8 @@
  * (in memory and on disk, keyed by content hash, backbone weights, cut, preprocessing and
  * augmentation) so that every training epoch costs only the trainable top.
  */
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Preprocessing } from '../backbones/registry.js';
 import { normalizeToCHW } from '../backbones/preprocess.js';
 import { augment, type AugmentConfig } from '../data/augment.js';
@@ -12,6 +12,7 @@ import { loadForModel, loadImage, type RgbImage } from '../data/image.js';
 import type { Trunk } from '../model/trunk.js';
 import { createRng } from '../util/rng.js';
 import { sha256Hex } from '../util/hash.js';
+import { writeFileAtomic } from '../util/fs.js';
 
 export interface FeatureSource {
   path: string;
@@ -120,10 +121,7 @@ export class FeatureStore {
   private async writeCached(sha: string, view: number | TestView, data: Float32Array): Promise<void> {
     const f = this.file(sha, view);
     if (!f) return;
-    await mkdir(dirname(f), { recursive: true });
-    const tmp = `${f}.${process.pid}.tmp`;
-    await writeFile(tmp, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-    await rename(tmp, f);
+    await writeFileAtomic(f, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
   }
 
   /** One view as size x size RGB. */

@@ -16,7 +16,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { ClassifierModel } from '../model/classifier-model.js';
-import { argmax, classificationMetrics } from '../eval/metrics.js';
+import { classificationMetrics } from '../eval/metrics.js';
+import { argmax } from '../util/argmax.js';
 import { betaSample, type Rng } from '../util/rng.js';
 import type { Callback, EpochLogs, TrainerControl } from './callback.js';
 import type { FeatureTable } from './features.js';

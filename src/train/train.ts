@@ -1,140 +1,95 @@
 /**
- * `train`: data folder -> run folder. Scans and checks the images, splits them (stratified, or
- * explicit train/ val/ folders, or a recorded split), caches trunk features per augmented view,
- * fits the top + head, and writes the model bundle, config, split, per-epoch metrics and the
- * final validation evaluation.
+ * `train`: data folder -> run folder, as a pipeline of stages: prepare the data (scan, decode
+ * check, split, near-duplicates across the split), extract trunk features (cached per augmented
+ * view), fit the top + head, calibrate on the validation split, and write the run folder (model
+ * bundle, config, split, per-epoch metrics, evaluation, data report, HTML report; see
+ * eval/run-folder.ts). `cv.ts` reuses the stages it shares.
  */
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { cutLayer, getBackbone, type BackboneSpec } from '../backbones/registry.js';
 import { loadBackbone, type LoadedBackbone } from '../backbones/load.js';
 import { inferShapes } from '../backbones/graph.js';
 import { DEFAULT_AUGMENT, type AugmentConfig } from '../data/augment.js';
+import { AUGMENT_PRESETS, type AugmentPreset } from '../data/augment-presets.js';
+import { TRAIN, type CV, type TrainInput, type TrainSettings } from '../options/train.js';
+import { OptionConflictError, resolveOptions, type OptionsInput, type ResolvedOptions } from '../options/schema.js';
 import { checkDecodable, scanDataset, type DatasetItem, type DatasetScan, type SkippedFile } from '../data/dataset.js';
 import { assignGroups, parseGroupSpec } from '../data/groups.js';
-import { readCvReport } from '../eval/cv-report.js';
+import { readCvReport, type CvCarryOver } from '../eval/cv-report.js';
 import { findNearDuplicates, perceptualHash } from '../data/phash.js';
-import { applySplitManifest, parseSplitManifest, splitManifest, stratifiedSplit, type SplitManifest } from '../data/split.js';
+import { applySplitManifest, splitManifest, stratifiedSplit, type SplitManifest } from '../data/split.js';
 import { env } from '../env.js';
-import { classificationMetrics, type ClassificationMetrics } from '../eval/metrics.js';
-import { formatClassificationReport, formatConfusionMatrix, metricsToJSON } from '../eval/report.js';
-import { saveBundle, BUNDLE_FORMAT, BUNDLE_VERSION, type ModelBundle } from '../model/bundle.js';
+import { classificationMetrics, expectedCalibrationError, type ClassificationMetrics } from '../eval/metrics.js';
+import { BUNDLE_FORMAT, BUNDLE_VERSION, type ModelBundle } from '../model/bundle.js';
 import { ClassifierModel } from '../model/classifier-model.js';
 import { Trunk } from '../model/trunk.js';
+import { argmax } from '../util/argmax.js';
 import { createRng, type Rng } from '../util/rng.js';
 import { ProgressBar, type ProgressStream } from '../util/progress.js';
-import { initTrainingBackend, type TrainingBackend } from './backend.js';
+import { initTrainingBackend } from './backend.js';
 import type { Callback, EpochLogs } from './callback.js';
 import { CosineAnnealing, EarlyStopping, JsonlLogger, ProgressCallback, ReduceLROnPlateau } from './callbacks.js';
-import { FeatureStore } from './features.js';
+import { FeatureStore, type ExtractStats, type FeatureTable } from './features.js';
 import { evaluateFeatures, fit, predictLogits, type FitData } from './fit.js';
 import { fitTemperature, softmaxWithTemperature } from '../eval/calibration.js';
 import { buildEvaluationReport } from '../eval/evaluation-report.js';
-import { writeEvaluationHtml } from '../eval/html-report.js';
-import { RUN_FILES, type DataReport } from '../eval/run-artifacts.js';
-import { argmax, expectedCalibrationError } from '../eval/metrics.js';
+import { readSplitFile, RUN_FILES, RunFolder, timestampedRunDir, type DataReport, type RunCalibration } from '../eval/run-folder.js';
 import type { LossConfig } from './loss.js';
 
-/** Every option of `phoneside train`, with the same names in the CLI (kebab-case there). */
-export interface TrainOptions {
-  backbone: string;
-  /** MobileNetV2 width multiplier (0.35 default). */
-  alpha?: number;
-  /** Override folder (or model.json) for the backbone's ImageNet weights. */
-  weights?: string;
-  /** Run folder (default runs/<backbone>-<date>). */
-  out?: string;
-  seed: number;
-  valFraction: number;
-  /** A split.json from an earlier run, to reproduce its split. */
-  split?: string;
-  /** Where each image's group (source) comes from: `FILE.csv:COLUMN`, `prefix:SEP` or `folder` (see data/groups.ts). */
-  groups?: string;
-  /** Hold out these whole groups as the validation split (needs `groups`). */
-  valGroups?: string[];
+/**
+ * What `train()` takes: the options of its table in src/options/train.ts (the CLI's flags, in
+ * camelCase; defaults and range checks come from there), plus what is not a flag: an augmentation
+ * config of one's own instead of a preset, extra callbacks and the progress stream.
+ */
+export type TrainParams = Omit<TrainInput, 'augment'> & RecipeExtras;
+
+/** The recipe's non-flag parts, shared by `train()` and `crossValidate()`. */
+export interface RecipeExtras {
+  /** A preset name (`default`, `strong`, `none`) or an augmentation config (fields over the defaults). */
+  augment?: AugmentPreset | Partial<AugmentConfig>;
   /**
-   * A cv report (cv.json or its folder) of this recipe: train a final model on all images for its
-   * median best epoch, and store its out-of-fold temperature and abstain thresholds.
+   * Extra training callbacks (fastai's `cbs`): they get the same events as the built-in ones
+   * (early stopping, LR schedule, metrics log, progress), after them, and may stop training or set
+   * the learning rate. Not recorded in config.json.
    */
-  fromCv?: string;
-  /** Backbone blocks fine-tuned, counted from the top (default: the backbone's validated default). */
-  topBlocks?: number;
-  headUnits?: [number, number];
-  dropout: number;
-  epochs: number;
-  batchSize: number;
-  lr: number;
-  /** Learning-rate multiplier for the fine-tuned backbone blocks. */
-  topLrScale: number;
-  optimizer: 'adam' | 'adamw';
-  weightDecay: number;
-  loss: 'focal' | 'ce';
-  gamma: number;
-  /** Per-class alpha for the loss, in class order. */
-  classAlpha?: number[];
-  /** Label smoothing eps in [0, 1): targets (1 - eps) one-hot + eps / classes, for focal and ce (0 = off). */
-  labelSmoothing?: number;
-  /** Mixup of the cached trunk features per batch, lambda ~ Beta(mixup, mixup) (0 = off). */
-  mixup?: number;
-  /** Draw each epoch's images with probability inversely proportional to class frequency (with replacement). */
-  balancedSampling?: boolean;
-  /** Decay in (0, 1) of an EMA of the trainable weights, used for validation and kept at the end (0 = off). */
-  ema?: number;
-  scheduler: 'plateau' | 'cosine' | 'none';
-  lrPatience: number;
-  lrFactor: number;
-  /** Early stopping on validation loss. */
-  patience: number;
-  minDelta: number;
-  /**
-   * Trunk feature views cached per training image (view 0 un-augmented, the rest augmented with
-   * `augment`). Default 1: on unseen sources, augmented views lowered accuracy (docs/validation.md).
-   */
-  views: number;
-  augment: AugmentConfig;
-  /**
-   * Softmax temperature to store when there is no validation split to fit one on (e.g. the value
-   * fitted by an earlier validated run of the same recipe). Ignored when validating.
-   */
-  temperature?: number;
-  /** Use at most this many images per class (quick experiments, tests). */
-  limitPerClass?: number;
-  threads?: number;
-  backend: TrainingBackend;
-  /** Cache trunk features on disk under env.cacheDir. */
-  featureCache: boolean;
+  callbacks?: Callback[];
+  /** Where progress and summaries go (default stderr; nothing when `verbose` is false). */
   progress?: ProgressStream;
-  /** Print progress and summaries (default true). */
-  verbose: boolean;
 }
 
-export const DEFAULT_TRAIN_OPTIONS: Omit<TrainOptions, 'backbone'> = {
-  seed: 42,
-  valFraction: 0.2,
-  dropout: 0.5,
-  epochs: 30,
-  batchSize: 32,
-  lr: 1e-3,
-  topLrScale: 0.1,
-  optimizer: 'adamw',
-  weightDecay: 1e-4,
-  loss: 'focal',
-  gamma: 2,
-  labelSmoothing: 0,
-  mixup: 0,
-  balancedSampling: false,
-  ema: 0,
-  scheduler: 'plateau',
-  lrPatience: 2,
-  lrFactor: 0.5,
-  patience: 5,
-  minDelta: 1e-3,
-  views: 1,
-  augment: { ...DEFAULT_AUGMENT },
-  backend: 'wasm',
-  featureCache: true,
-  verbose: true,
-};
+/** The options after defaults and checks, as the stages use them. */
+export type TrainOptions = Omit<TrainSettings, 'augment'> & ResolvedExtras;
+
+export interface ResolvedExtras {
+  augment: AugmentConfig;
+  callbacks?: Callback[];
+  progress?: ProgressStream;
+}
+
+/** The augmentation config of a preset, or of a given config over the defaults. */
+function augmentConfig(preset: AugmentPreset, given: RecipeExtras['augment']): AugmentConfig {
+  return typeof given === 'object' ? { ...DEFAULT_AUGMENT, ...given } : { ...AUGMENT_PRESETS[preset] };
+}
+
+/**
+ * Checks `params` against `table` (OptionError / OptionConflictError name the option) and fills
+ * in its defaults; the augmentation becomes a config. Shared by train (TRAIN) and cv (CV).
+ */
+export function resolveRecipe<T extends typeof TRAIN.options | typeof CV.options>(
+  table: T,
+  params: Omit<OptionsInput<T>, 'augment'> & RecipeExtras,
+): Omit<ResolvedOptions<T>, 'augment'> & ResolvedExtras {
+  const { augment, callbacks, progress, ...rest } = params;
+  const settings = resolveOptions(table, { ...rest, ...(typeof augment === 'string' ? { augment } : {}) } as OptionsInput<T>) as ResolvedOptions<T> & {
+    augment: AugmentPreset;
+  };
+  return {
+    ...settings,
+    augment: augmentConfig(settings.augment, augment),
+    ...(callbacks !== undefined ? { callbacks } : {}),
+    ...(progress !== undefined ? { progress } : {}),
+  };
+}
 
 export interface StageTimings {
   scanSeconds: number;
@@ -249,11 +204,12 @@ export interface TrunkFeatures {
   seconds: number;
 }
 
+/** Loads the backbone (its weights found as `env` says: env.weightsDir, the cache, or a download) and its trunk. */
 export async function openTrunkFeatures(
-  m: ResolvedModel, opts: Pick<TrainOptions, 'weights' | 'threads' | 'augment' | 'seed' | 'featureCache'>,
+  m: ResolvedModel, opts: Pick<TrainOptions, 'threads' | 'augment' | 'seed' | 'featureCache'>,
 ): Promise<TrunkFeatures> {
   const t = performance.now();
-  const backbone = await loadBackbone(m.spec, opts.weights ? { path: opts.weights } : {});
+  const backbone = await loadBackbone(m.spec);
   const cutShape = inferShapes(backbone.graph).get(m.cut) as [number, number, number];
   const pool = m.topBlocks === 0;
   const trunk = await Trunk.create(backbone, { cut: m.cut, pool, ...(opts.threads ? { threads: opts.threads } : {}) });
@@ -266,6 +222,23 @@ export async function openTrunkFeatures(
     ...(opts.featureCache ? { cacheDir: env.cacheDir } : {}),
   });
   return { backbone, cutShape, featureShape: trunk.outputShape, store, dispose: () => trunk.dispose(), seconds: (performance.now() - t) / 1000 };
+}
+
+/** Trunk features of some images, and how they were got. */
+export interface ExtractedViews {
+  features: FeatureTable;
+  stats: ExtractStats;
+}
+
+/** `views` views of every training image (view 0 un-augmented) and view 0 of every validation image, under one progress bar. */
+export async function extractViews(
+  store: FeatureStore, train: readonly DatasetItem[], val: readonly DatasetItem[], views: number, stream: ProgressStream,
+): Promise<{ train: ExtractedViews; val: ExtractedViews }> {
+  const bar = new ProgressBar({ total: train.length * views + val.length, label: 'trunk features', stream, unit: 'view' });
+  const trainViews = await store.extract(train, views, (d) => bar.update(d));
+  const valViews = await store.extract(val, 1, (d) => bar.update(train.length * views + d));
+  bar.done();
+  return { train: trainViews, val: valViews };
 }
 
 export function lossConfig(opts: Pick<TrainOptions, 'loss' | 'gamma' | 'classAlpha' | 'labelSmoothing'>): LossConfig {
@@ -289,18 +262,27 @@ export interface FitOnFeaturesInput {
   rng: Rng;
 }
 
-/** The options that shape one fit (the recipe's optimisation part). */
+/** The options that shape one fit (the recipe's optimisation part), and the caller's callbacks. */
 export type FitRecipe = Pick<
   TrainOptions,
   'backend' | 'dropout' | 'loss' | 'gamma' | 'classAlpha' | 'patience' | 'minDelta' | 'scheduler' | 'lrFactor' | 'lrPatience' |
   'lr' | 'epochs' | 'batchSize' | 'optimizer' | 'weightDecay' | 'topLrScale' |
-  'labelSmoothing' | 'mixup' | 'balancedSampling' | 'ema'
+  'labelSmoothing' | 'mixup' | 'balancedSampling' | 'ema' | 'callbacks'
 >;
 
-/** Builds the trainable top + head and fits it on cached trunk features. */
-export async function fitOnFeatures(input: FitOnFeaturesInput, opts: FitRecipe): Promise<{
-  classifier: ClassifierModel; history: EpochLogs[]; epochsRun: number; bestEpoch: number; lossCfg: LossConfig;
-}> {
+export interface FittedModel {
+  classifier: ClassifierModel;
+  history: EpochLogs[];
+  epochsRun: number;
+  bestEpoch: number;
+  lossCfg: LossConfig;
+}
+
+/**
+ * Builds the trainable top + head and fits it on cached trunk features. Callbacks run in this
+ * order: early stopping (when validating), `input.callbacks`, the LR schedule, `opts.callbacks`.
+ */
+export async function fitOnFeatures(input: FitOnFeaturesInput, opts: FitRecipe): Promise<FittedModel> {
   await initTrainingBackend(opts.backend);
   const { model: m, trunk, classes, rng } = input;
   const classifier = new ClassifierModel({
@@ -321,6 +303,7 @@ export async function fitOnFeatures(input: FitOnFeaturesInput, opts: FitRecipe):
   } else if (opts.scheduler === 'cosine') {
     callbacks.push(new CosineAnnealing({ baseLr: opts.lr, minLr: opts.lr * 1e-2 }));
   }
+  callbacks.push(...(opts.callbacks ?? []));
   const result = await fit(
     classifier,
     { train: input.train, trainLabels: input.trainLabels, val: input.val, valLabels: input.valLabels, classes },
@@ -341,158 +324,225 @@ export async function fitOnFeatures(input: FitOnFeaturesInput, opts: FitRecipe):
   return { classifier, history: result.history, epochsRun: result.epochsRun, bestEpoch, lossCfg };
 }
 
-/** Merges options over the defaults (augmentation field by field). */
-export function trainOptions(options: Partial<TrainOptions> & { backbone: string }): TrainOptions {
-  return { ...DEFAULT_TRAIN_OPTIONS, ...options, augment: { ...DEFAULT_AUGMENT, ...options.augment } };
+/** `train()`'s options checked, with their defaults. */
+export function trainOptions(params: TrainParams): TrainOptions {
+  return resolveRecipe(TRAIN.options, params);
 }
 
-export async function train(dataDir: string, options: Partial<TrainOptions> & { backbone: string }): Promise<TrainResult> {
-  const cv = options.fromCv ? await readCvReport(options.fromCv) : undefined;
-  if (cv) {
-    if (options.valFraction !== undefined && options.valFraction !== 0) throw new Error('--from-cv trains the final model on all images: drop --val-fraction');
-    if (options.split || options.valGroups) throw new Error('--from-cv trains the final model on all images: drop --split / --val-groups');
-    if (options.temperature !== undefined) throw new Error('--from-cv takes the temperature from the cv report: drop --temperature');
-    options = { ...options, valFraction: 0, epochs: options.epochs ?? cv.medianBestEpoch, temperature: cv.oofTemperature };
-  }
-  const opts = trainOptions(options);
-  const { log, stream } = trainLog(opts);
-  const tStart = performance.now();
-  const resolved = resolveModel(opts);
-  const { spec, topBlocks, cut, headUnits } = resolved;
-  if (cv && (cv.backbone !== spec.id || cv.topBlocks !== topBlocks)) {
-    throw new Error(`--from-cv: the cv report is of ${cv.backbone} with ${cv.topBlocks} top block(s), this run is ${spec.id} with ${topBlocks}: train the recipe that was cross-validated`);
-  }
-  const runDir = resolve(opts.out ?? join('runs', `${spec.id}-${new Date().toISOString().replace(/[:.]/g, '-')}`));
-  if (opts.valGroups && !opts.groups) throw new Error('--val-groups needs --groups (where each image\'s group comes from)');
-  if (opts.valGroups && opts.split) throw new Error('--val-groups and --split are two different splits: give one');
+/** The options as recorded in config.json / cv.json: less the progress stream and the callbacks, which are not data. */
+export function recordedOptions<T extends Pick<TrainOptions, 'progress' | 'callbacks'>>(opts: T): Omit<T, 'progress' | 'callbacks'> {
+  const { progress: _p, callbacks: _c, ...rest } = opts;
+  return rest;
+}
 
-  // 1. Files: scan, decode check, split.
-  const { scan, items, skipped, classes, scanSeconds, checkSeconds } = await loadTrainingImages(dataDir, opts, stream, log);
-  if (cv && cv.classes.join('\0') !== classes.join('\0')) throw new Error(`--from-cv: the cv report's classes (${cv.classes.join(', ')}) are not this data's (${classes.join(', ')})`);
+// The stages of `train`, in order.
 
-  let trainItems: DatasetItem[];
-  let valItems: DatasetItem[];
-  let manifest: SplitManifest;
+/**
+ * fromCv: the final model of a cross-validated recipe, trained on all images for the cv's
+ * median best epoch, with its out-of-fold temperature (and, in the bundle, its thresholds).
+ */
+async function applyFromCv(params: TrainParams): Promise<{ params: TrainParams; cv: CvCarryOver | undefined }> {
+  if (!params.fromCv) return { params, cv: undefined };
+  const cv = await readCvReport(params.fromCv);
+  const conflict = (option: keyof TrainParams, why: string): OptionConflictError =>
+    new OptionConflictError(['fromCv', option], ([f, o]) => `${f} trains the final model of the cross-validated recipe ${why}: drop ${o}`);
+  if (params.valFraction !== undefined && params.valFraction !== 0) throw conflict('valFraction', 'on all images');
+  if (params.split) throw conflict('split', 'on all images');
+  if (params.valGroups) throw conflict('valGroups', 'on all images');
+  if (params.temperature !== undefined) throw conflict('temperature', "with the cv report's temperature");
+  return { params: { ...params, valFraction: 0, epochs: params.epochs ?? cv.medianBestEpoch, temperature: cv.oofTemperature }, cv };
+}
+
+function checkFromCvModel(cv: CvCarryOver | undefined, m: ResolvedModel): void {
+  if (cv && (cv.backbone !== m.spec.id || cv.topBlocks !== m.topBlocks)) {
+    throw new OptionConflictError(
+      ['fromCv'],
+      ([f]) => `${f}: the cv report is of ${cv.backbone} with ${cv.topBlocks} top block(s), this run is ${m.spec.id} with ${m.topBlocks}: train the recipe that was cross-validated`,
+    );
+  }
+}
+
+/** The images of a run, split, with what the data report says about them. */
+export interface TrainingData {
+  images: TrainingImages;
+  train: DatasetItem[];
+  val: DatasetItem[];
+  manifest: SplitManifest;
+  /** No validation split: every image trains, for opts.epochs epochs (a final model). */
+  allData: boolean;
+  nearDuplicates: TrainResult['nearDuplicates'];
+  hashSeconds: number;
+}
+
+/** Held-out groups, a recorded split, train/ val/ folders, or a stratified split, in that order. */
+async function splitImages(
+  images: TrainingImages, opts: TrainOptions, log: (msg: string) => void,
+): Promise<{ train: DatasetItem[]; val: DatasetItem[]; manifest: SplitManifest }> {
+  const { scan, items } = images;
   if (opts.valGroups) {
     // Whole sources held out: what the model will meet in use (see data/groups.ts).
     const groups = await assignGroups(items, parseGroupSpec(opts.groups!), scan.root);
     const known = new Set(groups);
     const unknown = opts.valGroups.filter((g) => !known.has(g));
-    if (unknown.length > 0) throw new Error(`--val-groups: no images in group(s) ${unknown.join(', ')} (groups: ${[...known].sort().join(', ')})`);
+    if (unknown.length > 0) throw new OptionConflictError(['valGroups'], ([v]) => `${v}: no images in group(s) ${unknown.join(', ')} (groups: ${[...known].sort().join(', ')})`);
     const held = new Set(opts.valGroups);
-    trainItems = items.filter((_, i) => !held.has(groups[i]!));
-    valItems = items.filter((_, i) => held.has(groups[i]!));
-    manifest = splitManifest(trainItems, valItems, { seed: null, valFraction: null });
-  } else if (opts.split) {
-    const recorded = parseSplitManifest(JSON.parse(await readFile(opts.split, 'utf8')));
+    const train = items.filter((_, i) => !held.has(groups[i]!));
+    const val = items.filter((_, i) => held.has(groups[i]!));
+    return { train, val, manifest: splitManifest(train, val, { seed: null, valFraction: null }) };
+  }
+  if (opts.split) {
+    const recorded = await readSplitFile(opts.split);
     const applied = applySplitManifest(items, recorded);
     if (applied.missing.length > 0) log(`warning: ${applied.missing.length} files of the recorded split are gone`);
-    [trainItems, valItems] = [applied.train, applied.val];
-    manifest = splitManifest(trainItems, valItems, { seed: recorded.seed, valFraction: recorded.valFraction });
-  } else if (scan.layout === 'train-val') {
-    trainItems = items.filter((i) => i.split === 'train');
-    valItems = items.filter((i) => i.split === 'val');
-    manifest = splitManifest(trainItems, valItems, { seed: null, valFraction: null });
-  } else {
-    const s = stratifiedSplit(items, { valFraction: opts.valFraction, seed: opts.seed });
-    [trainItems, valItems] = [s.train, s.val];
-    manifest = splitManifest(trainItems, valItems, { seed: opts.seed, valFraction: opts.valFraction });
+    return { train: applied.train, val: applied.val, manifest: splitManifest(applied.train, applied.val, { seed: recorded.seed, valFraction: recorded.valFraction }) };
   }
-  if (trainItems.length < 2) throw new Error(`not enough training images (${trainItems.length})`);
-  // --val-fraction 0 trains on every image for a fixed number of epochs (a final model after the
-  // recipe was validated); anything else without validation images is a mistake.
-  const allData = valItems.length === 0 && opts.valFraction === 0 && !opts.split && !opts.valGroups && scan.layout === 'classes';
-  if (valItems.length === 0 && !allData) throw new Error('no validation images: use --val-fraction > 0 or a val/ folder');
-  if (allData) log(`no validation split: training on all ${trainItems.length} images for ${opts.epochs} epochs (no early stopping, no plateau schedule)`);
+  if (scan.layout === 'train-val') {
+    const train = items.filter((i) => i.split === 'train');
+    const val = items.filter((i) => i.split === 'val');
+    return { train, val, manifest: splitManifest(train, val, { seed: null, valFraction: null }) };
+  }
+  const s = stratifiedSplit(items, { valFraction: opts.valFraction, seed: opts.seed });
+  return { train: s.train, val: s.val, manifest: splitManifest(s.train, s.val, { seed: opts.seed, valFraction: opts.valFraction }) };
+}
 
-  // 2. Near-duplicates across the split inflate validation scores: find and report them.
-  let t = performance.now();
+/** Pairs of near-identical images across the split (they inflate validation scores). */
+async function nearDuplicatesAcrossSplit(
+  items: readonly DatasetItem[], train: readonly DatasetItem[], val: readonly DatasetItem[],
+): Promise<TrainResult['nearDuplicates']> {
   const hashes = new Map<string, string>();
   await Promise.all(items.map(async (it) => hashes.set(it.sha256, await perceptualHash(it.path))));
-  const nearDuplicates = findNearDuplicates(
-    trainItems.map((i) => ({ id: i.relPath, hash: hashes.get(i.sha256)! })),
-    valItems.map((i) => ({ id: i.relPath, hash: hashes.get(i.sha256)! })),
-    NEAR_DUPLICATE_DISTANCE,
-  ).map((d) => ({ train: d.a, val: d.b, distance: d.distance }));
+  const hashed = (list: readonly DatasetItem[]) => list.map((i) => ({ id: i.relPath, hash: hashes.get(i.sha256)! }));
+  return findNearDuplicates(hashed(train), hashed(val), NEAR_DUPLICATE_DISTANCE).map((d) => ({ train: d.a, val: d.b, distance: d.distance }));
+}
+
+/** Stage 1: scan and check the images, split them, and look for near-duplicates across the split. */
+export async function prepareData(dataDir: string, opts: TrainOptions, { log, stream }: TrainLog, cv?: CvCarryOver): Promise<TrainingData> {
+  if (opts.valGroups && !opts.groups) throw new OptionConflictError(['valGroups', 'groups'], ([v, g]) => `${v} needs ${g} (where each image's group comes from)`);
+  if (opts.valGroups && opts.split) throw new OptionConflictError(['valGroups', 'split'], ([v, sp]) => `${v} and ${sp} are two different splits: give one`);
+  const images = await loadTrainingImages(dataDir, opts, stream, log);
+  const { scan, items, skipped, classes } = images;
+  if (cv && cv.classes.join('\0') !== classes.join('\0')) throw new OptionConflictError(['fromCv'], ([f]) => `${f}: the cv report's classes (${cv.classes.join(', ')}) are not this data's (${classes.join(', ')})`);
+
+  const { train, val, manifest } = await splitImages(images, opts, log);
+  if (train.length < 2) throw new Error(`not enough training images (${train.length})`);
+  // valFraction 0 trains on every image for a fixed number of epochs (a final model after the
+  // recipe was validated); anything else without validation images is a mistake.
+  const allData = val.length === 0 && opts.valFraction === 0 && !opts.split && !opts.valGroups && scan.layout === 'classes';
+  if (val.length === 0 && !allData) throw new OptionConflictError(['valFraction'], ([v]) => `no validation images: use ${v} > 0 or a val/ folder`);
+  if (allData) log(`no validation split: training on all ${train.length} images for ${opts.epochs} epochs (no early stopping, no plateau schedule)`);
+
+  const t = performance.now();
+  const nearDuplicates = await nearDuplicatesAcrossSplit(items, train, val);
   const hashSeconds = (performance.now() - t) / 1000;
   if (nearDuplicates.length > 0) {
-    log(`warning: ${nearDuplicates.length} near-duplicate pairs across train and validation (perceptual hash distance <= ${NEAR_DUPLICATE_DISTANCE}); see data-report.json`);
+    log(`warning: ${nearDuplicates.length} near-duplicate pairs across train and validation (perceptual hash distance <= ${NEAR_DUPLICATE_DISTANCE}); see ${RUN_FILES.dataReport}`);
   }
-  log(`data: ${classes.length} classes (${classes.join(', ')}), ${trainItems.length} train / ${valItems.length} validation images, ${skipped.length} skipped`);
+  log(`data: ${classes.length} classes (${classes.join(', ')}), ${train.length} train / ${val.length} validation images, ${skipped.length} skipped`);
+  return { images, train, val, manifest, allData, nearDuplicates, hashSeconds };
+}
 
-  // 3. Backbone and trunk features.
-  const trunk = await openTrunkFeatures(resolved, opts);
-  const { backbone, store } = trunk;
-  const backboneSeconds = trunk.seconds;
-  const views = Math.max(1, opts.views);
-  const featBar = new ProgressBar({ total: trainItems.length * views + valItems.length, label: 'trunk features', stream, unit: 'view' });
-  const trainFeat = await store.extract(trainItems, views, (d) => featBar.update(d));
-  const valFeat = await store.extract(valItems, 1, (d) => featBar.update(trainItems.length * views + d));
-  featBar.done();
+/** Trunk features of a run: `views` views per training image, one per validation image. */
+export interface RunFeatures {
+  trunk: TrunkFeatures;
+  train: FeatureTable;
+  val: Float32Array[];
+  /** Views read from the cache or computed, and the time spent, over both sets. */
+  stats: ExtractStats;
+}
+
+function addStats(a: ExtractStats, b: ExtractStats): ExtractStats {
+  return {
+    views: a.views + b.views,
+    fromDisk: a.fromDisk + b.fromDisk,
+    computed: a.computed + b.computed,
+    decodeSeconds: a.decodeSeconds + b.decodeSeconds,
+    trunkSeconds: a.trunkSeconds + b.trunkSeconds,
+  };
+}
+
+/** Stage 2: load the backbone and extract (or read from the cache) the trunk features; frees the trunk after. */
+export async function extractFeatures(m: ResolvedModel, opts: TrainOptions, data: TrainingData, stream: ProgressStream): Promise<RunFeatures> {
+  const trunk = await openTrunkFeatures(m, opts);
+  const { train, val } = await extractViews(trunk.store, data.train, data.val, Math.max(1, opts.views), stream);
   await trunk.dispose();
+  return { trunk, train: train.features, val: val.features.map((v) => v[0]!), stats: addStats(train.stats, val.stats) };
+}
 
-  // 4. Fit.
-  await mkdir(runDir, { recursive: true });
-  const callbacks: Callback[] = [new JsonlLogger(join(runDir, RUN_FILES.metrics))];
-  if (opts.verbose) callbacks.push(new ProgressCallback(stream));
-  t = performance.now();
-  const rng = createRng(opts.seed).fork('train');
+const labelsOf = (items: readonly DatasetItem[], classes: readonly string[]): number[] => items.map((i) => classes.indexOf(i.label));
+
+/** Stage 3: fit the top + head, logging each epoch to the run's metrics.jsonl (and the progress stream). */
+async function fitRun(
+  m: ResolvedModel, features: RunFeatures, data: TrainingData, run: RunFolder, opts: TrainOptions, stream: ProgressStream,
+): Promise<FittedModel & { seconds: number }> {
+  const t = performance.now();
+  const { classes } = data.images;
   const fitted = await fitOnFeatures(
     {
-      model: resolved,
-      trunk,
+      model: m,
+      trunk: features.trunk,
       classes,
-      train: trainFeat.features,
-      trainLabels: trainItems.map((i) => classes.indexOf(i.label)),
-      val: valFeat.features.map((v) => v[0]!),
-      valLabels: valItems.map((i) => classes.indexOf(i.label)),
-      callbacks,
-      rng,
+      train: features.train,
+      trainLabels: labelsOf(data.train, classes),
+      val: features.val,
+      valLabels: labelsOf(data.val, classes),
+      callbacks: [new JsonlLogger(run.metricsFile), ...(opts.verbose ? [new ProgressCallback(stream)] : [])],
+      rng: createRng(opts.seed).fork('train'),
     },
     opts,
   );
-  const { classifier: model, lossCfg } = fitted;
-  const result = { history: fitted.history, epochsRun: fitted.epochsRun };
-  const trainSeconds = (performance.now() - t) / 1000;
+  return { ...fitted, seconds: (performance.now() - t) / 1000 };
+}
 
-  // 5. Final validation (best weights restored by early stopping) and the run folder.
-  const valLabels = valItems.map((i) => classes.indexOf(i.label));
-  const valRows = valFeat.features.map((v) => v[0]!);
-  let evaluation: ClassificationMetrics | undefined;
-  let calibration: TrainResult['calibration'];
-  let valLogits: number[][] = [];
-  if (allData) {
-    calibration = { temperature: opts.temperature ?? 1, eceBefore: NaN, eceAfter: NaN };
-  } else {
-    const final = evaluateFeatures(model, valRows, valLabels, classes, lossCfg);
-    evaluation = classificationMetrics(valLabels, final.probs.map(argmax), classes);
-    // Temperature scaling on the validation logits: calibrated confidences for --min-confidence.
-    valLogits = predictLogits(model, valRows);
-    const temperature = fitTemperature(valLogits, valLabels);
-    calibration = {
-      temperature,
-      eceBefore: expectedCalibrationError(softmaxWithTemperature(valLogits, 1), valLabels),
-      eceAfter: expectedCalibrationError(softmaxWithTemperature(valLogits, temperature), valLabels),
-    };
-    log(`calibration: temperature ${temperature.toFixed(3)}, ECE ${calibration.eceBefore.toFixed(4)} -> ${calibration.eceAfter.toFixed(4)}`);
-  }
-  const temperature = calibration.temperature;
-  const bestEpoch = fitted.bestEpoch;
-  const timings: StageTimings = {
-    scanSeconds,
-    checkSeconds,
-    hashSeconds,
-    backboneSeconds,
-    decodeSeconds: trainFeat.stats.decodeSeconds + valFeat.stats.decodeSeconds,
-    trunkSeconds: trainFeat.stats.trunkSeconds + valFeat.stats.trunkSeconds,
-    featureViewsComputed: trainFeat.stats.computed + valFeat.stats.computed,
-    featureViewsCached: trainFeat.stats.fromDisk + valFeat.stats.fromDisk,
-    trainSeconds,
-    epochs: result.epochsRun,
-    secondsPerEpoch: result.history.reduce((a, h) => a + h.seconds, 0) / Math.max(1, result.epochsRun),
-    totalSeconds: 0,
+export interface Calibrated {
+  /** Validation metrics of the weights kept; undefined without a validation split. */
+  evaluation: ClassificationMetrics | undefined;
+  calibration: RunCalibration;
+  /** Validation logits (empty without a validation split). */
+  valLogits: number[][];
+}
+
+/**
+ * Stage 4: the final validation figures and temperature scaling on the validation logits
+ * (calibrated confidences for --min-confidence); without a validation split, the given temperature.
+ */
+export function calibrate(
+  fitted: FittedModel, features: RunFeatures, data: TrainingData, opts: Pick<TrainOptions, 'temperature'>, log: (msg: string) => void,
+): Calibrated {
+  if (data.allData) return { evaluation: undefined, calibration: { temperature: opts.temperature ?? 1, eceBefore: NaN, eceAfter: NaN }, valLogits: [] };
+  const { classes } = data.images;
+  const valLabels = labelsOf(data.val, classes);
+  const final = evaluateFeatures(fitted.classifier, features.val, valLabels, classes, fitted.lossCfg);
+  const evaluation = classificationMetrics(valLabels, final.probs.map(argmax), classes);
+  const valLogits = predictLogits(fitted.classifier, features.val);
+  const temperature = fitTemperature(valLogits, valLabels);
+  const calibration = {
+    temperature,
+    eceBefore: expectedCalibrationError(softmaxWithTemperature(valLogits, 1), valLabels),
+    eceAfter: expectedCalibrationError(softmaxWithTemperature(valLogits, temperature), valLabels),
   };
-  const bundle: ModelBundle = {
+  log(`calibration: temperature ${temperature.toFixed(3)}, ECE ${calibration.eceBefore.toFixed(4)} -> ${calibration.eceAfter.toFixed(4)}`);
+  return { evaluation, calibration, valLogits };
+}
+
+/** What the stages before writing the run produced. */
+interface TrainedRun {
+  dataDir: string;
+  opts: TrainOptions;
+  cv: CvCarryOver | undefined;
+  model: ResolvedModel;
+  data: TrainingData;
+  features: RunFeatures;
+  fitted: FittedModel & { seconds: number };
+  calibrated: Calibrated;
+  /** performance.now() at the start, for the total time. */
+  tStart: number;
+}
+
+/** The model bundle of a run: the trained graph and everything a deployment needs to know. */
+function runBundle({ model: m, features, data, fitted, calibrated, opts, cv }: TrainedRun): ModelBundle {
+  const { spec } = m;
+  const { evaluation, calibration } = calibrated;
+  return {
     manifest: {
       format: BUNDLE_FORMAT,
       version: BUNDLE_VERSION,
@@ -500,63 +550,111 @@ export async function train(dataDir: string, options: Partial<TrainOptions> & { 
       backbone: {
         id: spec.id,
         family: spec.family,
-        weightsSha256: backbone.weightsSha256,
+        weightsSha256: features.trunk.backbone.weightsSha256,
         weightsSource: spec.weights.kind === 'npm' ? `npm:${spec.weights.packageName}@${spec.weights.version}/${spec.weights.dir}` : spec.weights.url,
-        cut,
+        cut: m.cut,
       },
       preprocessing: spec.preprocessing,
-      classes,
-      topBlocks,
-      head: { units: headUnits, dropout: opts.dropout },
-      temperature,
+      classes: data.images.classes,
+      topBlocks: m.topBlocks,
+      head: { units: m.headUnits, dropout: opts.dropout },
+      temperature: calibration.temperature,
       ...(cv ? { thresholds: cv.thresholds } : {}),
       // Temperature and thresholds were fitted on flip-averaged logits: the model must average too.
       ...(cv?.tta ? { tta: 'hflip' as const } : {}),
       info: {
-        validation: evaluation ? { accuracy: evaluation.accuracy, macroF1: evaluation.macroAvg.f1, images: valItems.length } : null,
+        validation: evaluation ? { accuracy: evaluation.accuracy, macroF1: evaluation.macroAvg.f1, images: data.val.length } : null,
         calibration,
-        trainImages: trainItems.length,
-        bestEpoch,
-        loss: lossCfg,
+        trainImages: data.train.length,
+        bestEpoch: fitted.bestEpoch,
+        loss: fitted.lossCfg,
         ...(cv ? { groupCv: { report: cv.path, ...cv.summary } } : {}),
       },
     },
-    graph: model.toGraph(),
+    graph: fitted.classifier.toGraph(),
   };
-  await saveBundle(join(runDir, RUN_FILES.model), bundle);
-  model.dispose();
-  const { progress: _p, ...config } = opts;
-  await writeFile(join(runDir, RUN_FILES.config), JSON.stringify({ dataDir: resolve(dataDir), ...config, topBlocks, cut, headUnits }, null, 2) + '\n');
-  await writeFile(join(runDir, RUN_FILES.split), JSON.stringify(manifest, null, 1) + '\n');
-  if (evaluation) {
-    const report = formatClassificationReport(evaluation, 4);
-    const cm = formatConfusionMatrix(evaluation);
-    await writeFile(join(runDir, RUN_FILES.evaluationText), `${cm}\n\n${report}\n`);
-    await writeFile(join(runDir, RUN_FILES.evaluation), JSON.stringify({ split: 'val', bestEpoch, ...metricsToJSON(evaluation), calibration }, null, 2) + '\n');
-  }
-  timings.totalSeconds = (performance.now() - tStart) / 1000;
-  const dataReport: DataReport = {
+}
+
+/** What data-report.json holds (besides the timings). */
+function dataReportOf(data: TrainingData): DataReport {
+  const { classes, skipped, scan } = data.images;
+  return {
     classes,
-    counts: Object.fromEntries(classes.map((c) => [c, { train: trainItems.filter((i) => i.label === c).length, val: valItems.filter((i) => i.label === c).length }])),
+    counts: Object.fromEntries(classes.map((c) => [c, { train: data.train.filter((i) => i.label === c).length, val: data.val.filter((i) => i.label === c).length }])),
     skipped,
     duplicates: scan.duplicates,
     conflicts: scan.conflicts,
-    nearDuplicatesAcrossSplit: nearDuplicates,
+    nearDuplicatesAcrossSplit: data.nearDuplicates,
   };
-  await writeFile(join(runDir, RUN_FILES.dataReport), JSON.stringify({ ...dataReport, timings }, null, 2) + '\n');
+}
+
+/**
+ * Stage 5: the run folder. The model bundle first (then the classifier is freed), then config,
+ * split, evaluation, data report with the stage timings, and the HTML report of the validation split.
+ */
+async function writeRun(run: RunFolder, trained: TrainedRun): Promise<TrainResult> {
+  const { dataDir, opts, model: m, data, features, fitted, tStart } = trained;
+  const { evaluation, calibration, valLogits } = trained.calibrated;
+  const { bestEpoch, history, epochsRun } = fitted;
+  const { classes, scan, skipped } = data.images;
+  const bundle = runBundle(trained);
+  await run.writeModel(bundle);
+  fitted.classifier.dispose();
+  await run.writeConfig({ dataDir: resolve(dataDir), ...recordedOptions(opts), topBlocks: m.topBlocks, cut: m.cut, headUnits: m.headUnits });
+  await run.writeSplit(data.manifest);
+  if (evaluation) await run.writeEvaluation(evaluation, { bestEpoch, calibration });
+  const timings: StageTimings = {
+    scanSeconds: data.images.scanSeconds,
+    checkSeconds: data.images.checkSeconds,
+    hashSeconds: data.hashSeconds,
+    backboneSeconds: features.trunk.seconds,
+    decodeSeconds: features.stats.decodeSeconds,
+    trunkSeconds: features.stats.trunkSeconds,
+    featureViewsComputed: features.stats.computed,
+    featureViewsCached: features.stats.fromDisk,
+    trainSeconds: fitted.seconds,
+    epochs: epochsRun,
+    secondsPerEpoch: history.reduce((a, h) => a + h.seconds, 0) / Math.max(1, epochsRun),
+    totalSeconds: (performance.now() - tStart) / 1000,
+  };
+  const dataReport = dataReportOf(data);
+  await run.writeDataReport(dataReport, timings);
   if (evaluation) {
     // The HTML report of the validation split, from the same logits the figures above came from.
-    const probs = softmaxWithTemperature(valLogits, temperature);
+    const probs = softmaxWithTemperature(valLogits, calibration.temperature);
     const report = buildEvaluationReport({
       classes,
-      predictions: valItems.map((it, i) => ({ path: it.relPath, label: it.label, predicted: classes[argmax(probs[i]!)]!, probabilities: probs[i]! })),
-      temperature,
-      model: { path: runDir, backbone: spec.id },
+      predictions: data.val.map((it, i) => ({ path: it.relPath, label: it.label, predicted: classes[argmax(probs[i]!)]!, probabilities: probs[i]! })),
+      temperature: calibration.temperature,
+      model: { path: run.dir, backbone: m.spec.id },
       data: { dir: dataDir, subset: 'val', skipped },
       // What metrics.jsonl and data-report.json now hold, from memory rather than read back.
-      run: { runDir, epochs: result.history, bestEpoch, dataReport, hasSplit: true },
+      run: { runDir: run.dir, epochs: history, bestEpoch, dataReport, hasSplit: true },
     });
-    await writeEvaluationHtml(join(runDir, RUN_FILES.report), report, { dataDir: scan.root });
+    await run.writeReport(report, scan.root);
   }
-  return { runDir, calibration, bundle, evaluation, history: result.history, bestEpoch, timings, skipped, nearDuplicates, split: manifest };
+  return { runDir: run.dir, calibration, bundle, evaluation, history, bestEpoch, timings, skipped, nearDuplicates: data.nearDuplicates, split: data.manifest };
+}
+
+/**
+ * Trains a classifier on `dataDir` and writes its run folder. `options.callbacks` (fastai's `cbs`)
+ * get every training event beside the built-in callbacks.
+ */
+export async function train(dataDir: string, params: TrainParams = {}): Promise<TrainResult> {
+  trainOptions(params); // every option checked before the cv report is read
+  const fromCv = await applyFromCv(params);
+  const { cv } = fromCv;
+  const opts = trainOptions(fromCv.params);
+  const log = trainLog(opts);
+  const tStart = performance.now();
+  const m = resolveModel(opts);
+  checkFromCvModel(cv, m);
+  const runDir = opts.out ?? timestampedRunDir(m.spec.id);
+
+  const data = await prepareData(dataDir, opts, log, cv);
+  const features = await extractFeatures(m, opts, data, log.stream);
+  const run = await RunFolder.create(runDir);
+  const fitted = await fitRun(m, features, data, run, opts, log.stream);
+  const calibrated = calibrate(fitted, features, data, opts, log.log);
+  return writeRun(run, { dataDir, opts, cv, model: m, data, features, fitted, calibrated, tStart });
 }

@@ -1,29 +1,10 @@
-/**
- * Runs the CLI in this process and captures what it prints. Only string writes are captured: the
- * test runner reports to its parent through process.stdout with Buffers, asynchronously, and
- * swallowing those would lose other tests' results.
- */
+/** Runs the CLI in this process, with an injected IO that records what it prints. */
 import { main } from '../../src/cli/main.js';
 
-export async function runCli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const write = process.stdout.write.bind(process.stdout);
-  const writeErr = process.stderr.write.bind(process.stderr);
-  let out = '';
-  let err = '';
-  const capture = (real: typeof write, add: (s: string) => void): typeof write =>
-    ((chunk: string | Uint8Array, ...rest: unknown[]) => {
-      if (typeof chunk !== 'string') return (real as (c: Uint8Array, ...r: unknown[]) => boolean)(chunk, ...rest);
-      add(chunk);
-      return true;
-    }) as typeof write;
-  process.stdout.write = capture(write, (s) => (out += s));
-  process.stderr.write = capture(writeErr, (s) => (err += s));
-  try {
-    return { code: await main(args), out, err };
-  } finally {
-    process.stdout.write = write;
-    process.stderr.write = writeErr;
-  }
+export async function runCli(args: string[], opts: { tty?: boolean } = {}): Promise<{ code: number; out: string; err: string }> {
+  const f = fakeIO(opts.tty ?? false);
+  const code = await main(args, f.io);
+  return { code, out: f.out(), err: f.err() };
 }
 
 /** A stdout/stderr pair for a command's injected CliIO that records what it writes. */

@@ -2,6 +2,7 @@
  * Inline SVG charts for self-contained HTML reports: no scripts, no fonts or styles fetched,
  * text drawn by the browser's default sans-serif. Every string that reaches markup goes through esc().
  */
+import type { ReliabilityBin } from '../curves.js';
 
 export function esc(s: string | number): string {
   return String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
@@ -169,16 +170,8 @@ export function lineChart(series: readonly Series[], o: LineChartOptions): strin
   return out + '</svg>';
 }
 
-export interface ReliabilityBinLike {
-  lo: number;
-  hi: number;
-  count: number;
-  confidence: number;
-  accuracy: number;
-}
-
 /** Accuracy per confidence bin as bars against the diagonal, with the gap to the diagonal shaded. */
-export function reliabilityChart(bins: readonly ReliabilityBinLike[], title: string, width = 360, height = 320): string {
+export function reliabilityChart(bins: readonly ReliabilityBin[], title: string, width = 360, height = 320): string {
   const m = { l: 50, r: 12, t: 30, b: 46 };
   const pw = width - m.l - m.r;
   const ph = height - m.t - m.b;

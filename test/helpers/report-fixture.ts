@@ -6,8 +6,8 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { buildEvaluationReport, type EvaluationReport, type ReportPrediction } from '../src/eval/evaluation-report.js';
-import type { RunArtifacts } from '../src/eval/run-artifacts.js';
+import { buildEvaluationReport, type EvaluationReport, type ReportPrediction } from '../../src/eval/evaluation-report.js';
+import type { RunArtifacts } from '../../src/eval/run-folder.js';
 
 export const CLASSES = ['back', 'front', 'none'];
 

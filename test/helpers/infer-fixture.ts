@@ -3,21 +3,32 @@
  * without tfjs): the real ImageNet trunk cut at its feature layer, plus a seeded random head
  * GAP -> dense(8) -> batchNorm -> PReLU -> dense(3), small enough that probabilities are not
  * saturated, so comparisons between code paths mean something. `backbone: 'resnet50'` makes the
- * same on ResNet50 (its weights come with npm ci, so it needs no ../shared data).
+ * same on ResNet50 (its weights come with npm ci, so it needs no ../shared data). The real
+ * photos to classify and `haveData` are in ./paths.ts.
  */
-import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { inferShapes, type GraphNode } from '../src/backbones/graph.js';
-import { loadBackbone } from '../src/backbones/load.js';
-import { getBackbone } from '../src/backbones/registry.js';
-import { BUNDLE_FORMAT, BUNDLE_VERSION, saveBundle, type BundleManifest } from '../src/model/bundle.js';
-import { createRng } from '../src/util/rng.js';
+import { inferShapes, type GraphNode } from '../../src/backbones/graph.js';
+import { loadBackbone } from '../../src/backbones/load.js';
+import { getBackbone } from '../../src/backbones/registry.js';
+import { env, type PhonesideEnv } from '../../src/env.js';
+import { BUNDLE_FORMAT, BUNDLE_VERSION, saveBundle, type BundleManifest } from '../../src/model/bundle.js';
+import { createRng } from '../../src/util/rng.js';
+import { patchEnv } from './env.js';
+import { MOBILENET } from './paths.js';
 
-export const MOBILENET = resolve('../shared/weights/mobilenet_v2_0.35_224');
-export const DATA = resolve('../shared/datasets/phones');
-export const IMAGES = ['front/html5_device_mockups__HtcOneM8_landscape_black.jpg', 'back/office_items__0VXFAIW8A261.jpg'].map((f) => join(DATA, f));
-export const haveData = existsSync(MOBILENET) && IMAGES.every((f) => existsSync(f));
 export const CLASSES = ['back', 'front', 'none'];
+
+/** The library's `env` with ../shared's MobileNetV2 weights in `weightsDir` (what `--weights mobilenet_v2_0.35=DIR` sets). */
+export function envWithMobilenet(): PhonesideEnv {
+  return { ...env, weightsDir: { ...env.weightsDir, 'mobilenet_v2_0.35': MOBILENET } };
+}
+
+/**
+ * Points the process-wide `env.weightsDir` at ../shared's MobileNetV2 weights, so that models on
+ * that backbone load without a download; returns the function that undoes it (see patchEnv).
+ */
+export function useSharedMobilenet(): () => void {
+  return patchEnv({ weightsDir: { ...env.weightsDir, 'mobilenet_v2_0.35': MOBILENET } });
+}
 
 export interface FixtureOptions {
   /** Default mobilenet_v2 (weights from ../shared). */
@@ -30,7 +41,7 @@ export interface FixtureOptions {
 /** Writes the bundle to `dir` (manifest.json + weights.bin); returns `dir`. */
 export async function makeBundle(dir: string, opts: FixtureOptions = {}): Promise<string> {
   const spec = getBackbone(opts.backbone ?? 'mobilenet_v2');
-  const backbone = await loadBackbone(spec, spec.family === 'mobilenet_v2' ? { path: MOBILENET } : {});
+  const backbone = await loadBackbone(spec, spec.family === 'mobilenet_v2' ? { env: envWithMobilenet() } : {});
   const cut = spec.featureLayer;
   const cutShape = inferShapes(backbone.graph).get(cut) as [number, number, number];
   const rng = createRng(opts.seed ?? 11);
