@@ -15,7 +15,10 @@ import { helpText, markdownTable, readmeMarkers } from '../src/options/help.js';
 import { defaultText, flagOf, OptionConflictError, OptionError, resolveOptions } from '../src/options/schema.js';
 import type { TrainInput, TrainSettings } from '../src/options/train.js';
 import { withOptionTables } from '../scripts/readme-options.js';
+import { cmdServe } from '../src/cli/serve.js';
+import { resolveServeConfig } from '../src/serve/config.js';
 import { fakeIO, runCli } from './helpers/cli.js';
+import { withEnv } from './helpers/env.js';
 
 const parse = <T extends Parameters<typeof parseCommandLine>[0]>(verb: T, args: string[]) => {
   const f = fakeIO();
@@ -169,3 +172,29 @@ const wrongChoice: TrainInput = { optimizer: 'sgd' };
 // @ts-expect-error: json is a CLI-only option
 const cliOnly: TrainInput = { json: true };
 void [typed, wrongChoice, cliOnly];
+
+test('the old library forms still work for one release, with a DeprecationWarning', async () => {
+  const warnings: string[] = [];
+  const onWarning = (w: Error): void => void warnings.push(w.message);
+  process.on('warning', onWarning);
+  try {
+    const cfg = resolveServeConfig({ maxFileBytes: 512 * 1024, maxBodyBytes: 1024 * 1024 });
+    assert.equal(cfg.maxFileBytes, 512 * 1024);
+    assert.equal(cfg.maxBodyBytes, 1024 * 1024);
+    await assert.rejects(exportClassifier('no-such-model', 'x.onnx'), /no-such-model is not a phoneside model/);
+    await new Promise((r) => setImmediate(r)); // warnings are emitted on the next tick
+    assert.ok(warnings.some((w) => /maxFileBytes is deprecated .* use maxImageMb/.test(w)), warnings.join('\n'));
+    assert.ok(warnings.some((w) => /exportClassifier\(model, out, options\) is deprecated/.test(w)), warnings.join('\n'));
+  } finally {
+    process.off('warning', onWarning);
+  }
+});
+
+test('serve: --weights and --device-weights may not give two folders for one backbone', async () => {
+  await withEnv({}, async () => {
+    const f = fakeIO();
+    const code = await cmdServe(['--model', 'resnet50', '--weights', 'mobilenet_v2_0.35=/a', '--device-weights', 'mobilenet_v2_0.35=/b'], f.io);
+    assert.equal(code, 2);
+    assert.match(f.err(), /--weights and --device-weights give two folders for backbone mobilenet_v2_0\.35/);
+  });
+});

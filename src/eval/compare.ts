@@ -10,6 +10,7 @@ import { COMPARE, type CompareInput } from '../options/infer.js';
 import { OptionConflictError, resolveOptions } from '../options/schema.js';
 import { readEnsemble } from '../infer/ensemble.js';
 import { resolveModelPath } from '../infer/load.js';
+import { warnDeprecated } from '../util/deprecate.js';
 import { isFile } from '../util/fs.js';
 import type { ProgressStream } from '../util/progress.js';
 import { checkClasses, defaultSplitFile, evaluationSet, predictItems, type Subset } from './evaluate.js';
@@ -111,8 +112,15 @@ function quantile(sorted: readonly number[], q: number): number {
   return sorted[i]!;
 }
 
-export async function compareModels(models: readonly string[], options: CompareOptions): Promise<ComparisonReport> {
-  const opts = resolveOptions(COMPARE.options, options);
+export async function compareModels(models: readonly string[], options: CompareOptions): Promise<ComparisonReport>;
+/** @deprecated the old form, for one release: `compareModels(models, { data, ...options })`. */
+export async function compareModels(models: readonly string[], dataDir: string, options?: CompareOptions): Promise<ComparisonReport>;
+export async function compareModels(models: readonly string[], second: CompareOptions | string, third: CompareOptions = {}): Promise<ComparisonReport> {
+  if (typeof second === 'string') {
+    warnDeprecated('compareModels(models, dataDir, options)', 'compareModels(models, { data, ...options })');
+    return compareModels(models, { ...third, data: second });
+  }
+  const opts = resolveOptions(COMPARE.options, second);
   const dataDir = opts.data;
   if (dataDir === undefined) throw new OptionConflictError(['data'], ([d]) => `compare needs ${d}, the labelled images to compare on`);
   if (models.length < 1) throw new OptionConflictError(['model'], ([m]) => `compare needs at least one ${m}`);

@@ -7,6 +7,7 @@ import { applySplitManifest, type SplitManifest } from '../data/split.js';
 import { Classifier } from '../infer/classifier.js';
 import { EVALUATE, type EvaluateInput } from '../options/infer.js';
 import { OptionConflictError, resolveOptions } from '../options/schema.js';
+import { warnDeprecated } from '../util/deprecate.js';
 import { resolveModelPath } from '../infer/load.js';
 import { buildEvaluationReport, type EvaluationReport, type ReportPrediction } from './evaluation-report.js';
 import { classificationMetrics, type ClassificationMetrics } from './metrics.js';
@@ -97,8 +98,18 @@ export function checkClasses(model: string, modelClasses: readonly string[], dat
  * Evaluates `opts.model` (a shipped model's name, default the shipped default; a run, bundle or
  * ensemble folder; an exported .onnx) on the labelled images of `dataDir`.
  */
-export async function evaluate(dataDir: string, options: EvaluateOptions = {}): Promise<EvaluationResult> {
-  const opts = resolveOptions(EVALUATE.options, options);
+export async function evaluate(dataDir: string, options?: EvaluateOptions): Promise<EvaluationResult>;
+/** @deprecated the old form, for one release: `evaluate(dataDir, { model })`. */
+export async function evaluate(model: string, dataDir: string, options?: EvaluateOptions): Promise<EvaluationResult>;
+export async function evaluate(first: string, second: string | EvaluateOptions = {}, third: EvaluateOptions = {}): Promise<EvaluationResult> {
+  if (typeof second === 'string') {
+    warnDeprecated('evaluate(model, dataDir, options)', 'evaluate(dataDir, { model, ...options })');
+    return evaluate(second, { ...third, model: first });
+  }
+  const dataDir = first;
+  const { splitFile, ...given } = second as EvaluateOptions & { splitFile?: string };
+  if (splitFile !== undefined) warnDeprecated('the evaluate option splitFile', 'split');
+  const opts = resolveOptions(EVALUATE.options, { ...(splitFile !== undefined ? { split: splitFile } : {}), ...given });
   const t0 = performance.now();
   const model = resolveModelPath(opts.model);
   const clf = await Classifier.load(model, opts);

@@ -17,6 +17,7 @@ import { copyFile, mkdir, readdir, readFile } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { rawPixelPreprocessing } from '../model/assemble.js';
 import { BUNDLE_FORMAT, BUNDLE_VERSION, parseTta, type BundleManifest, type TtaMode } from '../model/bundle.js';
+import { warnDeprecated } from '../util/deprecate.js';
 import { isFile, writeFileAtomic } from '../util/fs.js';
 import { ENSEMBLE, type EnsembleInput } from '../options/infer.js';
 import { OptionConflictError, resolveOptions } from '../options/schema.js';
@@ -256,8 +257,15 @@ const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
  * copies each member bundle, byte for byte (float16 weights stay float16), into `out/<name>/`
  * (with its MODEL_CARD.md if it has one) and writes `out/ensemble.json` last.
  */
-export async function createEnsemble(models: readonly string[], options: CreateEnsembleOptions): Promise<CreatedEnsemble> {
-  const opts = resolveOptions(ENSEMBLE.options, options);
+export async function createEnsemble(models: readonly string[], options: CreateEnsembleOptions): Promise<CreatedEnsemble>;
+/** @deprecated the old form, for one release: `createEnsemble(models, { out, ...options })`. */
+export async function createEnsemble(models: readonly string[], out: string, options?: Omit<CreateEnsembleOptions, 'out'>): Promise<CreatedEnsemble>;
+export async function createEnsemble(models: readonly string[], second: CreateEnsembleOptions | string, third: Omit<CreateEnsembleOptions, 'out'> = {}): Promise<CreatedEnsemble> {
+  if (typeof second === 'string') {
+    warnDeprecated('createEnsemble(models, out, options)', 'createEnsemble(models, { out, ...options })');
+    return createEnsemble(models, { ...third, out: second });
+  }
+  const opts = resolveOptions(ENSEMBLE.options, second);
   const out = opts.out;
   if (out === undefined) throw new OptionConflictError(['out'], ([o]) => `an ensemble needs ${o}, the folder to write`);
   if (models.length === 0) throw new OptionConflictError(['model'], ([m]) => `an ensemble needs at least one model (${m})`);

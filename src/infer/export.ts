@@ -8,6 +8,7 @@ import { stat } from 'node:fs/promises';
 import { loadBundle } from '../model/bundle.js';
 import { EXPORT, type ExportInput } from '../options/infer.js';
 import { OptionConflictError, resolveOptions } from '../options/schema.js';
+import { warnDeprecated } from '../util/deprecate.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { buildClassifierOnnx, buildEnsembleOnnx } from './classifier.js';
 import { isEnsembleDir } from './ensemble.js';
@@ -24,8 +25,15 @@ export interface ExportResult {
 }
 
 /** Writes the classifier of `model` (a shipped name, bundle, run or ensemble folder; default the shipped default) to `out`, atomically. */
-export async function exportClassifier(options: ExportOptions): Promise<ExportResult> {
-  const opts = resolveOptions(EXPORT.options, options);
+export async function exportClassifier(options: ExportOptions): Promise<ExportResult>;
+/** @deprecated the old form, for one release: `exportClassifier({ model, out, ...options })`. */
+export async function exportClassifier(model: string, out: string, options?: Omit<ExportOptions, 'model' | 'out'>): Promise<ExportResult>;
+export async function exportClassifier(first: ExportOptions | string, outArg?: string, rest: Omit<ExportOptions, 'model' | 'out'> = {}): Promise<ExportResult> {
+  if (typeof first === 'string') {
+    warnDeprecated('exportClassifier(model, out, options)', 'exportClassifier({ model, out, ...options })');
+    return exportClassifier({ ...rest, model: first, ...(outArg !== undefined ? { out: outArg } : {}) });
+  }
+  const opts = resolveOptions(EXPORT.options, first);
   const out = opts.out;
   if (out === undefined) throw new OptionConflictError(['out'], ([o]) => `export needs ${o}, the .onnx file to write`);
   const model = resolveModelPath(opts.model);

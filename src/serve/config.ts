@@ -3,6 +3,7 @@ import { availableParallelism } from 'node:os';
 import { DEFAULT_MODEL } from '../infer/load.js';
 import { SERVE, type ServeInput } from '../options/serve.js';
 import { resolveOptions } from '../options/schema.js';
+import { warnDeprecated } from '../util/deprecate.js';
 import { defaultConcurrency } from './defaults.js';
 import type { UploadLimits } from './errors.js';
 
@@ -20,6 +21,10 @@ export type ServeOptions = Omit<ServeInput, 'deviceModel'> & {
   logger?: boolean;
   /** For tests: awaited inside the inference slot, before the model runs. */
   testHooks?: { beforeInference?: () => Promise<void> };
+  /** @deprecated for one release: `maxImageMb`. */
+  maxFileBytes?: number;
+  /** @deprecated for one release: `maxBodyMb`. */
+  maxBodyBytes?: number;
 };
 
 const MiB = 1048576;
@@ -49,8 +54,15 @@ export interface ServeConfig {
 
 /** Checks `opts` against the serve table (OptionError names the option) and applies every default. */
 export function resolveServeConfig(opts: ServeOptions): ServeConfig {
-  const { deviceModel, cache: _c, logger: _l, testHooks: _t, ...rest } = opts;
-  const s = resolveOptions(SERVE.options, { ...rest, ...(typeof deviceModel === 'string' ? { deviceModel } : {}) });
+  const { deviceModel, cache: _c, logger: _l, testHooks: _t, maxFileBytes: oldImage, maxBodyBytes: oldBody, ...rest } = opts;
+  if (oldImage !== undefined) warnDeprecated('the serve option maxFileBytes', 'maxImageMb');
+  if (oldBody !== undefined) warnDeprecated('the serve option maxBodyBytes', 'maxBodyMb');
+  const s = resolveOptions(SERVE.options, {
+    ...(oldImage !== undefined ? { maxImageMb: oldImage / MiB } : {}),
+    ...(oldBody !== undefined ? { maxBodyMb: oldBody / MiB } : {}),
+    ...rest,
+    ...(typeof deviceModel === 'string' ? { deviceModel } : {}),
+  });
   const dflt = defaultConcurrency();
   const workers = s.workers ?? dflt.workers;
   const threads = s.threads ?? (workers === 0 ? availableParallelism() : Math.max(1, Math.floor(availableParallelism() / workers)));
