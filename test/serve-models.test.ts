@@ -15,38 +15,25 @@ import { env } from '../src/env.js';
 import { Classifier } from '../src/infer/classifier.js';
 import { exportClassifier } from '../src/infer/export.js';
 import { shippedModelPath } from '../src/infer/load.js';
-import { createServer, type ServeOptions } from '../src/serve/server.js';
+import { createServer } from '../src/serve/server.js';
 import { patchEnv, withEnv } from './helpers/env.js';
 import { CLASSES } from './helpers/infer-fixture.js';
 import { DATA, IMAGES, MOBILENET, NO_DATA as skip } from './helpers/paths.js';
 import { SLOW } from './helpers/slow.js';
-import { assertError, LIMITS, multipart, serveFixture, type ClassifyJson, type ServeFixture } from './helpers/serve.js';
+import { assertError, LIMITS, multipart, useServeFixture, type ClassifyJson } from './helpers/serve.js';
 
 describe('serve: the fixture model and its device model', { skip }, () => {
-  let fx: ServeFixture;
-  let app: FastifyInstance;
-  let jpegs: Buffer[];
-  const base = (): ServeOptions => fx.options();
-
-  before(async () => {
-    fx = await serveFixture();
-    jpegs = fx.jpegs;
-    app = await createServer(base());
-  });
-  after(async () => {
-    await app?.close();
-    await fx?.cleanup();
-  });
+  const s = useServeFixture({ app: true });
 
   test('GET /v1/models describes the loaded models', async () => {
-    const res = await app.inject({ url: '/v1/models' });
+    const res = await s.app.inject({ url: '/v1/models' });
     assert.equal(res.statusCode, 200);
     const body = res.json() as { models: { id: string; version: string; role: string; classes: string[]; preprocessing: { size: number } }[]; limits: { maxFiles: number } };
     assert.deepEqual(body.models.map((m) => m.role), ['server', 'device']);
     const m = body.models[0]!;
     assert.equal(m.id, 'fixture');
     assert.match(m.version, /^20240102-[0-9a-f]{12}$/); // the fixture's createdAt + content digest
-    const digest = createHash('sha256').update(await readFile(join(fx.model, 'manifest.json'))).update('\0').update(await readFile(join(fx.model, 'weights.bin'))).digest('hex');
+    const digest = createHash('sha256').update(await readFile(join(s.fx.model, 'manifest.json'))).update('\0').update(await readFile(join(s.fx.model, 'weights.bin'))).digest('hex');
     assert.equal(m.version.slice(9), digest.slice(0, 12));
     assert.deepEqual(m.classes, CLASSES);
     assert.equal(m.preprocessing.size, 224);
@@ -54,7 +41,7 @@ describe('serve: the fixture model and its device model', { skip }, () => {
   });
 
   test('device model: /models/device.json describes /models/device.onnx, which gives the same probabilities', async () => {
-    const j = await app.inject({ url: '/models/device.json' });
+    const j = await s.app.inject({ url: '/models/device.json' });
     assert.equal(j.statusCode, 200);
     const info = j.json() as { id: string; version: string; classes: string[]; preprocessing: { size: number; channelOrder: 'RGB' | 'BGR'; mean: number[]; std: number[]; resize: 'squash' }; thresholds: object; temperature: number; onnx: string; bytes: number; sha256: string };
     assert.equal(info.onnx, '/models/device.onnx');
@@ -62,13 +49,13 @@ describe('serve: the fixture model and its device model', { skip }, () => {
     assert.equal(info.temperature, 1);
     assert.deepEqual(info.thresholds, {});
     assert.deepEqual(info.preprocessing, { size: 224, channelOrder: 'RGB', mean: [127.5, 127.5, 127.5], std: [127.5, 127.5, 127.5], resize: 'squash' });
-    const o = await app.inject({ url: info.onnx });
+    const o = await s.app.inject({ url: info.onnx });
     assert.equal(o.statusCode, 200);
     assert.equal(o.headers['content-type'], 'application/octet-stream');
     assert.equal(o.rawPayload.length, info.bytes);
     assert.equal(createHash('sha256').update(o.rawPayload).digest('hex'), info.sha256);
     const etag = String(o.headers['etag']);
-    assert.equal((await app.inject({ url: info.onnx, headers: { 'if-none-match': etag } })).statusCode, 304);
+    assert.equal((await s.app.inject({ url: info.onnx, headers: { 'if-none-match': etag } })).statusCode, 304);
 
     // Run it the way the page does: decode, resize, (pixel - mean) / std in 0..255 units, NCHW.
     const p = info.preprocessing;
@@ -81,16 +68,16 @@ describe('serve: the fixture model and its device model', { skip }, () => {
     const out = await session.run({ input: new ort.Tensor('float32', x, [1, 3, p.size, p.size]) });
     await session.release();
     const probs = Array.from(out['output']!.data as Float32Array);
-    const server = ((await app.inject({ method: 'POST', url: '/v1/classify', payload: jpegs[1] })).json() as ClassifyJson).results[0]!;
+    const server = ((await s.app.inject({ method: 'POST', url: '/v1/classify', payload: s.jpegs[1] })).json() as ClassifyJson).results[0]!;
     CLASSES.forEach((c, i) => assert.ok(Math.abs(probs[i]! - server.probabilities[c]!) < 1e-4, `${c}: ${probs[i]} vs ${server.probabilities[c]}`));
   });
 
   test('an on-device model that cannot load (offline, no weights) costs the page its device mode, not the API', async () => {
     // The API's model: the fixture as a self-contained .onnx file, which needs no backbone weights.
-    const onnx = join(fx.dir, 'fixture.onnx');
-    await exportClassifier({ model: fx.model, out: onnx });
-    await withEnv({ offline: true, cacheDir: join(fx.dir, 'empty-cache'), weightsDir: {} }, async () => {
-      const local = await createServer({ ...base(), model: onnx, deviceModel: shippedModelPath('mobilenet_v2'), workers: 0 });
+    const onnx = join(s.fx.dir, 'fixture.onnx');
+    await exportClassifier({ model: s.fx.model, out: onnx });
+    await withEnv({ offline: true, cacheDir: join(s.fx.dir, 'empty-cache'), weightsDir: {} }, async () => {
+      const local = await createServer({ ...s.base(), model: onnx, deviceModel: shippedModelPath('mobilenet_v2'), workers: 0 });
       try {
         const e = assertError(await local.inject({ url: '/models/device.json' }), 503, 'device_model_unavailable');
         assert.match(e.message, /offline/);
@@ -98,7 +85,7 @@ describe('serve: the fixture model and its device model', { skip }, () => {
         assert.doesNotMatch(e.message, /(^|\s)--[a-z]/, 'the library names no command-line flag (serve words it)');
         assertError(await local.inject({ url: '/models/device.onnx' }), 503, 'device_model_unavailable');
         assert.match((await local.inject({ url: '/v1/models' })).json().deviceModelError, /offline/);
-        const ok = await local.inject({ method: 'POST', url: '/v1/classify', payload: jpegs[0] });
+        const ok = await local.inject({ method: 'POST', url: '/v1/classify', payload: s.jpegs[0] });
         assert.equal(ok.statusCode, 200);
       } finally {
         await local.close();

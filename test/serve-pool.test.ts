@@ -6,34 +6,20 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
-import type { FastifyInstance } from 'fastify';
-import { createServer, type ServeOptions } from '../src/serve/server.js';
+import { describe, test } from 'node:test';
+import { createServer } from '../src/serve/server.js';
 import { CLASSES, makeBundle, useSharedMobilenet } from './helpers/infer-fixture.js';
 import { NO_DATA as skip } from './helpers/paths.js';
-import { serveFixture, type ClassifyJson, type ServeFixture } from './helpers/serve.js';
+import { useServeFixture, type ClassifyJson } from './helpers/serve.js';
 
 describe('serve: in-process engine', { skip }, () => {
-  let fx: ServeFixture;
-  let app: FastifyInstance;
-  let jpegs: Buffer[];
-  const base = (): ServeOptions => fx.options();
-
-  before(async () => {
-    fx = await serveFixture();
-    jpegs = fx.jpegs;
-    app = await createServer(base());
-  });
-  after(async () => {
-    await app?.close();
-    await fx?.cleanup();
-  });
+  const s = useServeFixture({ app: true });
 
   test('in-process engine (workers 0) gives the same answers as the worker thread', async () => {
-    const local = await createServer({ ...base(), workers: 0, deviceModel: false });
+    const local = await createServer({ ...s.base(), workers: 0, deviceModel: false });
     try {
-      const a = (await local.inject({ method: 'POST', url: '/v1/classify', payload: jpegs[1] })).json() as ClassifyJson;
-      const b = (await app.inject({ method: 'POST', url: '/v1/classify', payload: jpegs[1] })).json() as ClassifyJson;
+      const a = (await local.inject({ method: 'POST', url: '/v1/classify', payload: s.jpegs[1] })).json() as ClassifyJson;
+      const b = (await s.app.inject({ method: 'POST', url: '/v1/classify', payload: s.jpegs[1] })).json() as ClassifyJson;
       for (const c of CLASSES) assert.ok(Math.abs(a.results[0]!.probabilities[c]! - b.results[0]!.probabilities[c]!) < 1e-5);
     } finally {
       await local.close();

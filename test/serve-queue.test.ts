@@ -3,11 +3,11 @@
  * 503 with Retry-After at once while the admitted requests complete.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { InferenceQueue, QueueFullError } from '../src/serve/queue.js';
-import { createServer, type ServeOptions } from '../src/serve/server.js';
+import { createServer } from '../src/serve/server.js';
 import { NO_DATA as skip } from './helpers/paths.js';
-import { assertError, gate, metric, serveFixture, until, type ServeFixture } from './helpers/serve.js';
+import { assertError, gate, metric, useServeFixture, until } from './helpers/serve.js';
 
 describe('serve: InferenceQueue', () => {
   test('InferenceQueue admits concurrency + capacity, refuses the rest at once, runs FIFO', async () => {
@@ -57,29 +57,19 @@ describe('serve: InferenceQueue', () => {
 });
 
 describe('serve: a full queue', { skip }, () => {
-  let fx: ServeFixture;
-  let jpegs: Buffer[];
-  const base = (): ServeOptions => fx.options();
-
-  before(async () => {
-    fx = await serveFixture();
-    jpegs = fx.jpegs;
-  });
-  after(async () => {
-    await fx?.cleanup();
-  });
+  const s = useServeFixture({ app: false });
 
   test('full queue: 503 with Retry-After at once; the admitted ones complete', async () => {
     const g = gate();
-    const busy = await createServer({ ...base(), deviceModel: false, queueSize: 1, testHooks: { beforeInference: g.wait } });
+    const busy = await createServer({ ...s.base(), deviceModel: false, queueSize: 1, testHooks: { beforeInference: g.wait } });
     try {
-      const first = busy.inject({ method: 'POST', url: '/v1/classify', payload: jpegs[0] });
+      const first = busy.inject({ method: 'POST', url: '/v1/classify', payload: s.jpegs[0] });
       await g.entered; // the first holds the only inference slot
-      const second = busy.inject({ method: 'POST', url: '/v1/classify', payload: jpegs[1] }); // waits in the queue
+      const second = busy.inject({ method: 'POST', url: '/v1/classify', payload: s.jpegs[1] }); // waits in the queue
       const depth = async (): Promise<number> => metric((await busy.inject({ url: '/metrics' })).body, 'phoneside_queue_depth');
       await until(async () => (await depth()) === 1, 'the second request to be queued');
       const t0 = performance.now();
-      const third = await busy.inject({ method: 'POST', url: '/v1/classify', payload: jpegs[0] });
+      const third = await busy.inject({ method: 'POST', url: '/v1/classify', payload: s.jpegs[0] });
       const ms = performance.now() - t0;
       const e = assertError(third, 503, 'busy');
       assert.match(e.message, /busy/);
@@ -94,7 +84,7 @@ describe('serve: a full queue', { skip }, () => {
       g.open();
       assert.equal((await first).statusCode, 200);
       assert.equal((await second).statusCode, 200);
-      assert.equal((await busy.inject({ method: 'POST', url: '/v1/classify', payload: jpegs[0] })).statusCode, 200);
+      assert.equal((await busy.inject({ method: 'POST', url: '/v1/classify', payload: s.jpegs[0] })).statusCode, 200);
     } finally {
       g.open();
       await busy.close();

@@ -9,7 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import type { ClassifyResponse } from '../../src/serve/classify-route.js';
-import type { ServeOptions } from '../../src/serve/server.js';
+import { after, before } from 'node:test';
+import type { FastifyInstance } from 'fastify';
+import { createServer, type ServeOptions } from '../../src/serve/server.js';
 import { makeBundle, useSharedMobilenet } from './infer-fixture.js';
 import { IMAGES } from './paths.js';
 
@@ -30,6 +32,35 @@ export interface ServeFixture {
   options(): ServeOptions;
   /** Removes the folder and undoes the env.weightsDir entry. */
   cleanup(): Promise<void>;
+}
+
+/** What a describe block of serve tests shares, filled in by its before() hook. */
+export interface ServeContext {
+  fx: ServeFixture;
+  /** The server on the fixture's options (when asked for). */
+  app: FastifyInstance;
+  /** The fixture's photos, as bytes. */
+  jpegs: Buffer[];
+  /** The fixture's server options. */
+  base(): ServeOptions;
+}
+
+/**
+ * Registers the before/after hooks of a describe block: the fixture (and, with `app`, a server on
+ * it) before the tests, closed and removed after them.
+ */
+export function useServeFixture(opts: { app?: boolean } = {}): ServeContext {
+  const ctx = { base: () => ctx.fx.options() } as ServeContext;
+  before(async () => {
+    ctx.fx = await serveFixture();
+    ctx.jpegs = ctx.fx.jpegs;
+    if (opts.app) ctx.app = await createServer(ctx.base());
+  });
+  after(async () => {
+    await ctx.app?.close();
+    await ctx.fx?.cleanup();
+  });
+  return ctx;
 }
 
 /**
