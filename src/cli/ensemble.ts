@@ -5,7 +5,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { combineCvReports } from '../eval/cv-ensemble.js';
-import { readCvReport, type CvReport } from '../eval/cv-report.js';
+import { CV_FILES, readCvReport, type CvReport } from '../eval/cv-report.js';
 import { loadBundle } from '../model/bundle.js';
 import { createEnsemble, type CreatedEnsemble } from '../infer/ensemble.js';
 import { resolveModelPath } from '../infer/load.js';
@@ -27,7 +27,7 @@ export function cmdEnsemble(args: string[], io: CliIO): Promise<number> {
     });
     if (cv) {
       const { reportToJSON } = await import('../eval/evaluation-report.js');
-      await writeFile(join(r.dir, 'cv.json'), reportToJSON(cv));
+      await writeFile(join(r.dir, CV_FILES.report), reportToJSON(cv));
     }
     io.stdout.write(ensembleSummary(r, cv));
     return 0;
@@ -42,7 +42,7 @@ function ensembleSummary(r: CreatedEnsemble, cv: CvReport | undefined): string {
       (cv
         ? `group cross-validation of the ensemble (from the members' out-of-fold predictions): accuracy ${(100 * cv.pooled.accuracy).toFixed(1)}%, ` +
           `worst group ${cv.pooled.worstGroup.group} ${(100 * cv.pooled.worstGroup.accuracy).toFixed(1)}%; thresholds answer ${(100 * cv.abstain.fit.coverage).toFixed(1)}% ` +
-          `(${(100 * cv.abstain.crossFitted.coverage).toFixed(1)}% fitted without each group, ${(100 * cv.abstain.crossFitted.errorRate).toFixed(1)}% of those wrong); wrote ${r.dir}/cv.json\n`
+          `(${(100 * cv.abstain.crossFitted.coverage).toFixed(1)}% fitted without each group, ${(100 * cv.abstain.crossFitted.errorRate).toFixed(1)}% of those wrong); wrote ${join(r.dir, CV_FILES.report)}\n`
         : '')
   );
 }

@@ -13,7 +13,7 @@ function wrap(text: string, width: number): string[] {
     for (const word of paragraph.trim().split(/ +/)) {
       if (line !== '' && line.length + 1 + word.length > width) {
         lines.push(line);
-        line = indent + '  ' + word;
+        line = (indent === '' ? '' : `${indent}  `) + word;
       } else line = line === '' ? indent + word : `${line} ${word}`;
     }
     lines.push(line);
