@@ -165,7 +165,7 @@ describe('checkDecodable', () => {
     assert.deepEqual(ok.map((o) => o.tag), [0, 2]);
     assert.deepEqual(skipped, [
       { path: trunc, reason: 'truncated or corrupt' },
-      { path: text, reason: 'not an image / unsupported format' },
+      { path: text, reason: 'not an image (JPEG, PNG, WebP, GIF, AVIF or TIFF expected)' },
     ]);
     assert.equal(progress.length, 4);
     assert.deepEqual(progress.at(-1), [4, 4]);

@@ -8,6 +8,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { copyFile, cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -372,10 +373,18 @@ test('ensemble: thresholds, TTA per member, export, predict, serve and the cache
       assert.equal(loaded.info.tta, 'hflip');
       const off = await loadModel(ens, { tta: false });
       assert.notEqual(off.version, loaded.version, 'turning TTA off changes the version');
-      await writeFile(join(ens, 'b', 'weights.bin'), (await readFile(join(ens, 'b', 'weights.bin'))).map((x, i) => (i === 0 ? x ^ 1 : x)));
+      // A member's weights.bin changed behind its manifest's sha256 is refused; with the digest
+      // recomputed (weights legitimately replaced), the version changes.
+      const flipped = (await readFile(join(ens, 'b', 'weights.bin'))).map((x, i) => (i === 0 ? x ^ 1 : x));
+      await writeFile(join(ens, 'b', 'weights.bin'), flipped);
+      await assert.rejects(loadModel(ens), /b\/weights\.bin does not match its manifest\.json/);
+      const memberManifest = await readFile(join(ens, 'b', 'manifest.json'), 'utf8');
+      const digest = createHash('sha256').update(flipped).digest('hex');
+      await writeFile(join(ens, 'b', 'manifest.json'), memberManifest.replace(/"weightsBinSha256": "[0-9a-f]{64}"/, `"weightsBinSha256": "${digest}"`));
       assert.notEqual((await loadModel(ens)).version, loaded.version, "a member's weights are part of the version");
       const { createServer } = await import('../src/serve/server.js');
       await writeFile(join(ens, 'b', 'weights.bin'), await readFile(join(b, 'weights.bin')));
+      await writeFile(join(ens, 'b', 'manifest.json'), memberManifest);
       const app = await createServer({ model: ens, deviceModel: false, workers: 0 });
       try {
         const res = await app.inject({ method: 'POST', url: '/v1/classify?thresholds=false', payload: await readFile(IMAGES[0]!), headers: { 'content-type': 'image/jpeg' } });

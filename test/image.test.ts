@@ -214,8 +214,8 @@ describe('loadImage errors', () => {
   test('text file named .jpg', async () => {
     const file = join(dir, 'notes.jpg');
     await writeFile(file, 'this is not an image\n');
-    await expectDecodeError(loadImage(file), file, 'not an image / unsupported format');
-    await expectDecodeError(loadImage(new TextEncoder().encode('nope')), '<buffer>', 'not an image / unsupported format');
+    await expectDecodeError(loadImage(file), file, 'not an image (JPEG, PNG, WebP, GIF, AVIF or TIFF expected)');
+    await expectDecodeError(loadImage(new TextEncoder().encode('nope')), '<buffer>', 'not an image (JPEG, PNG, WebP, GIF, AVIF or TIFF expected)');
   });
 
   test('missing file, empty file, too many pixels', async () => {

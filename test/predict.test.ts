@@ -19,6 +19,7 @@ import { CLASSES, makeBundle, useSharedMobilenet } from './helpers/infer-fixture
 import { haveData, IMAGES } from './helpers/paths.js';
 import { fakeIO, runCli } from './helpers/cli.js';
 import { withEnv } from './helpers/env.js';
+import { displayPath, type FsPath } from '../src/util/list-dir.js';
 
 // MobileNetV2 models load their backbone from ../shared (env.weightsDir), never from a download.
 useSharedMobilenet();
@@ -43,7 +44,7 @@ test('expandInputs: folders, files, globs, missing paths', { skip: !haveData && 
   const dir = await makeFolder();
   try {
     const imgs = join(dir, 'imgs');
-    const rel = (fs: string[]): string[] => fs.map((f) => f.slice(imgs.length + 1));
+    const rel = (fs: readonly FsPath[]): string[] => fs.map((f) => displayPath(f).slice(imgs.length + 1));
     // Folders: recursive, images only, hidden entries skipped, sorted.
     assert.deepEqual(rel((await expandInputs([imgs])).files), ['back.jpg', 'corrupt.jpg', 'front.jpg', 'sub/deep/front2.jpg']);
     assert.deepEqual(rel((await expandInputs([`${imgs}/*.jpg`])).files), ['back.jpg', 'corrupt.jpg', 'front.jpg']);
@@ -201,7 +202,7 @@ test('predict CLI: rows, formats, errors, exit status', { skip: !haveData && 'no
     const rows = j.out().trim().split('\n').map((l) => JSON.parse(l) as PredictionRow);
     assert.deepEqual(rows.map((r) => r.path), ['back.jpg', 'corrupt.jpg', 'front.jpg', 'sub/deep/front2.jpg'].map((f) => join(imgs, f)));
     const [back, corrupt, front, front2] = rows as [PredictionRow, PredictionRow, PredictionRow, PredictionRow];
-    assert.deepEqual(corrupt, { path: join(imgs, 'corrupt.jpg'), label: null, predicted: null, confidence: null, probabilities: null, ms: corrupt.ms, error: 'not an image / unsupported format' });
+    assert.deepEqual(corrupt, { path: join(imgs, 'corrupt.jpg'), label: null, predicted: null, confidence: null, probabilities: null, ms: corrupt.ms, error: 'not an image (JPEG, PNG, WebP, GIF, AVIF or TIFF expected)' });
     // The fields of the library's Prediction (label, predicted, confidence, probabilities), as classify() and the HTTP API give them.
     assert.deepEqual(Object.keys(JSON.parse(j.out().split('\n')[0]!) as object), ['path', 'label', 'predicted', 'confidence', 'probabilities', 'ms']);
     for (const [r, p] of [[front, expected[0]!], [back, expected[1]!], [front2, expected[0]!]] as const) {
@@ -234,7 +235,7 @@ test('predict CLI: rows, formats, errors, exit status', { skip: !haveData && 'no
     const glines = g.out().trim().split('\n').slice(1);
     assert.equal(glines.length, 2);
     assert.equal(glines[0], `${imgs}/*.webp,,,,,,,0,no image files match`);
-    assert.match(glines[1]!, new RegExp(`^${join(imgs, 'corrupt.jpg').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')},,,,,,,[0-9.]+,not an image / unsupported format$`));
+    assert.match(glines[1]!, new RegExp(`^${join(imgs, 'corrupt.jpg').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')},,,,,,,[0-9.]+,"not an image \\(JPEG, PNG, WebP, GIF, AVIF or TIFF expected\\)"$`));
 
     // --min-confidence above every top probability: all uncertain, the predicted class still reported.
     const u = fakeIO();
@@ -248,7 +249,7 @@ test('predict CLI: rows, formats, errors, exit status', { skip: !haveData && 'no
     assert.equal(await cmdPredict([...common, imgs], t.io), 1);
     const tl = t.out().split('\n');
     assert.match(tl[0]!, /^path\s+label\s+conf\s+back\s+front\s+none\s+ms$/);
-    assert.match(t.out(), /corrupt\.jpg\s+error: not an image \/ unsupported format/);
+    assert.match(t.out(), /corrupt\.jpg\s+error: not an image \(JPEG, PNG, WebP, GIF, AVIF or TIFF expected\)/);
     assert.match(t.out(), new RegExp(`front\\.jpg\\s+${front.label}\\s+${front.confidence!.toFixed(3)}\\s`));
     assert.match(t.out(), /\n\n4 images in .*; 1 error\n$/);
   } finally {

@@ -54,6 +54,25 @@ describe('serve: InferenceQueue', () => {
     assert.equal(q.admitted, 0);
     assert.equal(q.running, 0);
   });
+
+  test('InferenceQueue: held work (a decode) keeps its place after release until it ends; check() refuses like admit() without admitting', async () => {
+    const q = new InferenceQueue({ concurrency: 1, capacity: 0 });
+    let finish!: () => void;
+    const decoding = new Promise<void>((r) => (finish = r));
+    const t = q.admit();
+    const held = t.hold(() => decoding);
+    t.release(); // its client went away mid-decode: the decode still runs, so the place stays taken
+    assert.equal(q.admitted, 1);
+    assert.throws(() => q.check(), QueueFullError);
+    assert.throws(() => q.admit(), QueueFullError);
+    assert.equal(q.rejected, 2);
+    finish();
+    await held;
+    assert.equal(q.admitted, 0);
+    assert.doesNotThrow(() => q.check());
+    assert.equal(q.admitted, 0, 'check() admits nothing');
+    await assert.rejects(t.hold(async () => 1), /released/);
+  });
 });
 
 describe('serve: a full queue', { skip }, () => {

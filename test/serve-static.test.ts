@@ -29,7 +29,7 @@ describe('serve: pages, docs and lifecycle on the fixture model', { skip }, () =
     const doc = res.json() as { openapi: string; paths: Record<string, Record<string, { responses: Record<string, unknown> }>> };
     assert.equal(doc.openapi, '3.1.0');
     for (const p of ['/v1/classify', '/v1/models', '/healthz', '/readyz', '/metrics', '/models/device.onnx', '/models/device.json']) assert.ok(doc.paths[p], p);
-    assert.deepEqual(Object.keys(doc.paths['/v1/classify']!['post']!.responses).sort(), ['200', '400', '401', '413', '415', '422', '503', '504']);
+    assert.deepEqual(Object.keys(doc.paths['/v1/classify']!['post']!.responses).sort(), ['200', '400', '401', '408', '413', '415', '422', '503', '504']);
     assert.deepEqual((await s.app.inject({ url: '/docs/openapi.json' })).json(), doc);
     const html = await s.app.inject({ url: '/docs', headers: { accept: 'text/html,application/xhtml+xml' } });
     assert.match(String(html.headers['content-type']), /text\/html/);

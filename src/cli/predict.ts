@@ -2,8 +2,13 @@
  * `phoneside predict [--model M] PATH...`: classifies files, folders and glob patterns and prints
  * one row per image (table, JSON lines or CSV) plus a summary. Inference only: nothing here (or
  * below) imports tfjs or the training code.
+ *
+ * File names are data: the table escapes control characters in them (a newline or tab in a name
+ * stays on its row: \n, \t), JSON lines and CSV carry them exactly (JSON escapes, RFC 4180
+ * quoting), and a name that is not valid UTF-8 is shown with its bad bytes as \xHH everywhere.
  */
 import { csvField } from '../util/csv.js';
+import { displayPath, escapeControl, type FsPath } from '../util/list-dir.js';
 import { Classifier } from '../infer/classifier.js';
 import { expandInputs, type InputProblem } from '../infer/inputs.js';
 import { errorRow, predictFiles, UNCERTAIN, type PredictionRow, type PredictOptions } from '../infer/predict.js';
@@ -61,12 +66,13 @@ class Table {
     private readonly classes: readonly string[],
     paths: readonly string[],
   ) {
-    this.pathW = Math.min(60, Math.max(4, ...paths.map((p) => p.length)));
+    this.pathW = Math.min(60, Math.max(4, ...paths.map((p) => escapeControl(p).length)));
     this.labelW = Math.max(5, UNCERTAIN.length, ...classes.map((c) => c.length));
     this.probW = classes.map((c) => Math.max(5, c.length));
   }
 
-  private path(p: string): string {
+  private path(raw: string): string {
+    const p = escapeControl(raw);
     return (p.length > this.pathW ? '…' + p.slice(p.length - this.pathW + 1) : p).padEnd(this.pathW);
   }
 
@@ -106,7 +112,7 @@ export function cmdPredict(args: string[], io: CliIO): Promise<number> {
   return runVerb(PREDICT, args, io, async ({ values, positionals: paths }) => {
     const format: Format = values.format ?? (io.stdout.isTTY ? 'table' : 'jsonl');
     const { files, problems } = await expandInputs(paths);
-    if (files.length === 0 && problems.length === 0) throw new CommandUsageError(`no image files found in ${paths.join(' ')}`);
+    if (files.length === 0 && problems.length === 0) throw new CommandUsageError(`no image files found in ${escapeControl(paths.join(' '))}`);
     await applyModelWeights(values.weights, [values.model]);
     const { model, tta, threads, ...decision } = libraryOptions(PREDICT.options, values);
     const clf = await Classifier.load(model, { ...(tta !== undefined ? { tta } : {}), ...(threads !== undefined ? { threads } : {}) });
@@ -121,7 +127,7 @@ export function cmdPredict(args: string[], io: CliIO): Promise<number> {
 /** Prints one row per image as it comes, then the summary; 1 when any image failed. */
 async function printPredictions(
   clf: Classifier,
-  files: readonly string[],
+  files: readonly FsPath[],
   problems: readonly InputProblem[],
   opts: PredictOptions & { format: Format; quiet: boolean },
   io: CliIO,
@@ -129,7 +135,7 @@ async function printPredictions(
   const { format, quiet, ...predictOptions } = opts;
   const classes = clf.classes;
   const rows: PredictionRow[] = [];
-  const table = format === 'table' ? new Table(classes, [...problems.map((p) => p.path), ...files]) : undefined;
+  const table = format === 'table' ? new Table(classes, [...problems.map((p) => p.path), ...files.map(displayPath)]) : undefined;
   const bar = !quiet && files.length > 20 && io.stderr.isTTY ? new ProgressBar({ total: files.length, label: 'predict', stream: io.stderr, unit: 'img' }) : undefined;
   const out = (line: string): void => {
     // Keep the table readable when the progress bar shares the terminal.

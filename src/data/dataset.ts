@@ -1,13 +1,18 @@
 /**
  * Dataset discovery: class-per-folder layouts, content hashes, duplicate/conflict detection.
  * Files are not decoded here (that is slow); checkDecodable() does it on request.
+ *
+ * Hostile trees are scanned safely: symbolic links are followed, but each folder is entered once
+ * (by device and inode) and each file counts once per class folder, so link loops end; only
+ * regular files are read (a FIFO is skipped, never opened for a blocking read); names that are
+ * not valid UTF-8 are skipped with a reason (the run's manifests record paths as text).
  */
+import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { extname, join, relative, resolve, sep } from 'node:path';
-import sharp from 'sharp';
-import { sha256File } from '../util/hash.js';
-import { byCodePoint, listDir, type DirEntry } from '../util/list-dir.js';
-import { ImageDecodeError, SUPPORTED_EXTENSIONS, isSupportedImagePath, toDecodeError } from './image.js';
+import { byCodePoint, dedupeFiles, fileId, listDir, walkTree, type DirEntry } from '../util/list-dir.js';
+import { FileReadError, fsErrorReason, notRegular, openRegularFile } from '../util/regular-file.js';
+import { SUPPORTED_EXTENSIONS, checkDecodes, isSupportedImagePath, toDecodeError } from './image.js';
 
 export type SplitName = 'train' | 'val';
 
@@ -66,28 +71,53 @@ const toPosix = (p: string): string => p.split(sep).join('/');
 
 type Entry = DirEntry;
 
+/** Skipped-file reasons of the scan (besides the readers' 'not a regular file (FIFO)' and the like). */
+export const SKIP_REASONS = {
+  notUtf8: 'name is not valid UTF-8 (rename it)',
+  sameFile: (kept: string): string => `same file as ${kept} (a second link to it)`,
+} as const;
+
 /** Non-hidden entries of a folder, sorted; symlinks are followed (broken ones skipped and reported). */
 async function list(dir: string, skipped: SkippedFile[]): Promise<Entry[]> {
-  const entries = await listDir(dir, (path) => skipped.push({ path, reason: 'broken symbolic link' }));
+  const entries = await listDir(dir, { onSkip: (path, reason) => skipped.push({ path, reason }) });
   return entries.filter((e) => !isHidden(e.name));
 }
 
-/** Image files anywhere below `dir` (recursive); other files go to `skipped`. */
-async function collectImages(dir: string, skipped: SkippedFile[], seen = new Set<string>()): Promise<string[]> {
-  // Guard against symlink loops.
-  const real = resolve(dir);
-  if (seen.has(real)) return [];
-  seen.add(real);
-  const files: string[] = [];
-  for (const e of await list(dir, skipped)) {
-    if (e.isDir) files.push(...(await collectImages(e.path, skipped, seen)));
-    else if (isSupportedImagePath(e.name)) files.push(e.path);
-    else {
+/**
+ * Image files anywhere below `dir`; other files go to `skipped`. Folders in `seenDirs` (the
+ * dataset root, train/, val/) are never entered again, so a link back up cannot pull the whole
+ * dataset into one class. A file reached twice (links) counts once.
+ */
+async function collectImages(dir: Entry, root: string, seenDirs: ReadonlySet<string>, skipped: SkippedFile[]): Promise<string[]> {
+  const onSkip = (path: string, reason: string): void => void skipped.push({ path, reason });
+  const images: Entry[] = [];
+  for (const e of await walkTree(dir.fsPath, { display: dir.path, onSkip, seenDirs: new Set(seenDirs) })) {
+    if (!isSupportedImagePath(e.name)) {
       const ext = extname(e.name);
-      skipped.push({ path: e.path, reason: ext ? `unsupported file type "${ext}"` : 'no file extension' });
-    }
+      onSkip(e.path, ext ? `unsupported file type "${ext}"` : 'no file extension');
+    } else if (e.kind !== 'file') onSkip(e.path, notRegular(e.special ?? 'special file'));
+    else if (typeof e.fsPath !== 'string') onSkip(e.path, `file ${SKIP_REASONS.notUtf8}`);
+    else images.push(e);
   }
-  return files;
+  const rel = (p: string): string => toPosix(relative(root, p));
+  return dedupeFiles(images, (dropped, kept) => onSkip(dropped.path, SKIP_REASONS.sameFile(rel(kept.path)))).map((e) => e.path);
+}
+
+/** sha256 of a regular file's bytes, read in 1 MiB chunks (never a blocking read of a FIFO swapped in meanwhile). */
+async function hashFile(path: string): Promise<string> {
+  const { handle } = await openRegularFile(path);
+  const hash = createHash('sha256');
+  const buf = Buffer.allocUnsafe(1 << 20);
+  try {
+    for (;;) {
+      const { bytesRead } = await handle.read(buf, 0, buf.length, null);
+      if (bytesRead === 0) break;
+      hash.update(buf.subarray(0, bytesRead));
+    }
+  } finally {
+    await handle.close();
+  }
+  return hash.digest('hex');
 }
 
 /** Run `fn` over `xs` with at most `limit` in flight; results keep input order. */
@@ -123,7 +153,17 @@ export async function scanDataset(dir: string): Promise<DatasetScan> {
   const skipped: SkippedFile[] = [];
   const warnings: string[] = [];
   const top = await list(root, skipped);
-  const topDirs = top.filter((e) => e.isDir);
+  // A folder whose name is not valid UTF-8 cannot name a class.
+  const textDirs = (entries: Entry[]): Entry[] =>
+    entries.filter((e) => {
+      if (!e.isDir) return false;
+      if (typeof e.fsPath === 'string') return true;
+      skipped.push({ path: e.path, reason: `folder ${SKIP_REASONS.notUtf8}` });
+      return false;
+    });
+  const topDirs = textDirs(top);
+  // Never walked again from inside a class folder (a link up would otherwise pull in every class).
+  const seenDirs = new Set<string>([await fileId(root)]);
   const strayHere = (entries: Entry[]): void => {
     // Only images are worth a word: notes and manifests (README, manifest.csv) next to the class folders are normal.
     for (const e of entries) if (!e.isDir && isSupportedImagePath(e.path)) skipped.push({ path: e.path, reason: 'not inside a class folder' });
@@ -132,13 +172,14 @@ export async function scanDataset(dir: string): Promise<DatasetScan> {
 
   const names = new Set(topDirs.map((d) => d.name));
   const layout: DatasetScan['layout'] = names.has('train') && names.has('val') ? 'train-val' : 'classes';
+  if (layout === 'train-val') for (const d of topDirs) if (d.name === 'train' || d.name === 'val') seenDirs.add(d.id);
   const found: Found[] = [];
   const classSet = new Set<string>();
   const perSplitCount = new Map<string, number>(); // `${split}/${label}` -> images
 
   const addClassDir = async (classDir: Entry, split?: SplitName): Promise<void> => {
     classSet.add(classDir.name);
-    const files = await collectImages(classDir.path, skipped);
+    const files = await collectImages(classDir, root, seenDirs, skipped);
     perSplitCount.set(`${split ?? ''}/${classDir.name}`, files.length);
     for (const path of files) found.push(split ? { path, label: classDir.name, split } : { path, label: classDir.name });
   };
@@ -154,7 +195,7 @@ export async function scanDataset(dir: string): Promise<DatasetScan> {
     for (const split of ['train', 'val'] as const) {
       const entries = await list(join(root, split), skipped);
       strayHere(entries);
-      for (const c of entries.filter((e) => e.isDir)) await addClassDir(c, split);
+      for (const c of textDirs(entries)) await addClassDir(c, split);
     }
   } else {
     for (const c of topDirs) await addClassDir(c);
@@ -181,9 +222,9 @@ export async function scanDataset(dir: string): Promise<DatasetScan> {
 
   const hashes = await mapPool(found, 8, async (f) => {
     try {
-      return await sha256File(f.path);
+      return await hashFile(f.path);
     } catch (err) {
-      skipped.push({ path: f.path, reason: `unreadable: ${err instanceof Error ? err.message : String(err)}` });
+      skipped.push({ path: f.path, reason: err instanceof FileReadError ? err.reason : fsErrorReason(err) });
       return null;
     }
   });
@@ -252,15 +293,12 @@ export async function checkDecodable<T extends { path: string }>(
   opts: CheckDecodableOptions = {},
 ): Promise<{ ok: T[]; skipped: SkippedFile[] }> {
   let done = 0;
-  const sharpOpts: sharp.SharpOptions = { pages: 1, page: 0 };
-  if (opts.limitInputPixels !== undefined) sharpOpts.limitInputPixels = opts.limitInputPixels;
+  const decodeOpts = opts.limitInputPixels !== undefined ? { limitInputPixels: opts.limitInputPixels } : {};
   const results = await mapPool(items, opts.concurrency ?? 4, async (it): Promise<string | null> => {
     let reason: string | null = null;
     try {
-      const meta = await sharp(it.path, sharpOpts).metadata();
-      if (!meta.width || !meta.height) throw new ImageDecodeError(it.path, 'truncated or corrupt', 'no image size');
-      // JPEG shrink-on-load makes this cheap but still reads the whole entropy-coded stream.
-      await sharp(it.path, sharpOpts).resize(16, 16, { fit: 'inside' }).raw().toBuffer();
+      // The format policy (src/data/formats.ts), the header, then a tiny full decode.
+      await checkDecodes(it.path, decodeOpts);
     } catch (err) {
       reason = toDecodeError(it.path, err).reason;
     }

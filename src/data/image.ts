@@ -1,10 +1,18 @@
 /**
  * Files -> 8-bit sRGB RGB pixels. All decoding, orientation, colour conversion and resizing is
  * done by sharp (libvips) so that no per-pixel loops run in JS.
+ *
+ * Nothing reaches libvips unchecked: a path is read here (regular files only, size-capped; see
+ * src/util/regular-file.ts) and the bytes' type is checked against the one format policy of
+ * src/data/formats.ts, the same check the service applies to uploads.
  */
-import { statSync } from 'node:fs';
 import { extname } from 'node:path';
 import sharp from 'sharp';
+import type { FsPath } from '../util/list-dir.js';
+import { FileReadError, MAX_FILE_BYTES, readRegularFile } from '../util/regular-file.js';
+import { checkFormat, SUPPORTED_EXTENSIONS, type ImageType } from './formats.js';
+
+export { SUPPORTED_EXTENSIONS, SUPPORTED_TYPES, REFUSALS, checkFormat, type ImageType, type FormatCheck } from './formats.js';
 
 /** Packed HWC RGB, 8 bits per channel: data.length === width * height * 3. */
 export interface RgbImage {
@@ -19,10 +27,6 @@ export const RESIZE_POLICIES: readonly ResizePolicy[] = ['squash', 'center-crop'
 
 /** Letterbox colour for the 'pad' policy: mid gray, close to the ImageNet mean. */
 export const PAD_GRAY = 128;
-
-export const SUPPORTED_EXTENSIONS: readonly string[] = [
-  '.jpg', '.jpeg', '.png', '.webp', '.gif', '.avif', '.tif', '.tiff',
-];
 
 export function isSupportedImagePath(path: string): boolean {
   return SUPPORTED_EXTENSIONS.includes(extname(path).toLowerCase());
@@ -50,6 +54,8 @@ export interface LoadOptions {
   maxSide?: number;
   /** Refuse inputs with more pixels than this (decompression-bomb guard); default sharp's 268M. */
   limitInputPixels?: number;
+  /** Refuse files bigger than this many bytes (paths only); default MAX_FILE_BYTES (256 MiB). */
+  maxFileBytes?: number;
 }
 
 const WHITE = { r: 255, g: 255, b: 255 };
@@ -59,17 +65,10 @@ function describeInput(input: string | Uint8Array): string {
   return typeof input === 'string' ? input : '<buffer>';
 }
 
-function fileSize(path: string): number | undefined {
-  try {
-    return statSync(path).size;
-  } catch {
-    return undefined;
-  }
-}
-
 /** Map libvips/sharp messages onto a few stable, user-facing reasons. */
 export function toDecodeError(input: string | Uint8Array, err: unknown): ImageDecodeError {
   if (err instanceof ImageDecodeError) return err;
+  if (err instanceof FileReadError) return new ImageDecodeError(err.path, err.reason);
   const msg = err instanceof Error ? err.message : String(err);
   const path = describeInput(input);
   let reason = 'truncated or corrupt';
@@ -77,16 +76,41 @@ export function toDecodeError(input: string | Uint8Array, err: unknown): ImageDe
   else if (/input file is missing|ENOENT/i.test(msg)) reason = 'file not found';
   else if (/exceeds pixel limit/i.test(msg)) reason = 'too many pixels';
   else if (/is empty/i.test(msg)) reason = 'empty file';
-  // libvips calls a 0-byte file 'unsupported format'; say what it really is (error path only).
-  if (reason.startsWith('not an image') && typeof input === 'string' && fileSize(input) === 0) reason = 'empty file';
   return new ImageDecodeError(path, reason, msg);
 }
 
-/** Open with sharp: first frame only, EXIF orientation applied. */
-function open(input: string | Uint8Array, limitInputPixels?: number): sharp.Sharp {
+/**
+ * The bytes of an image file, read safely: only a regular file (a FIFO, device or folder is
+ * refused, and opening never blocks), at most `maxFileBytes`. Takes a Buffer path for names that
+ * are not valid UTF-8. The format is not checked here (see checkImageBytes).
+ */
+export async function readImageFile(path: FsPath, opts: Pick<LoadOptions, 'maxFileBytes'> = {}): Promise<Uint8Array> {
+  try {
+    return await readRegularFile(path, opts.maxFileBytes ?? MAX_FILE_BYTES);
+  } catch (err) {
+    throw toDecodeError(typeof path === 'string' ? path : '<buffer>', err);
+  }
+}
+
+/** The type of encoded image bytes, or an ImageDecodeError saying why they are refused (formats.ts). */
+export function checkImageBytes(bytes: Uint8Array, path = '<buffer>'): ImageType {
+  const c = checkFormat(bytes);
+  if (!c.ok) throw new ImageDecodeError(path, c.message);
+  return c.type;
+}
+
+/** A path is read (readImageFile), bytes are taken as they are; either way the format is checked. */
+export async function imageBytes(input: string | Uint8Array, opts: Pick<LoadOptions, 'maxFileBytes'> = {}): Promise<Uint8Array> {
+  const bytes = typeof input === 'string' ? await readImageFile(input, opts) : input;
+  checkImageBytes(bytes, describeInput(input));
+  return bytes;
+}
+
+/** Open checked bytes with sharp: first frame only, EXIF orientation applied. */
+function open(bytes: Uint8Array, limitInputPixels?: number): sharp.Sharp {
   const opts: sharp.SharpOptions = { pages: 1, page: 0 };
   if (limitInputPixels !== undefined) opts.limitInputPixels = limitInputPixels;
-  return sharp(input, opts).rotate();
+  return sharp(bytes, opts).rotate();
 }
 
 /** Finish a pipeline as 3-channel 8-bit sRGB: alpha onto white, gray/CMYK/16-bit converted. */
@@ -107,7 +131,7 @@ async function finishRgb(pipeline: sharp.Sharp): Promise<RgbImage> {
 export async function loadImage(input: string | Uint8Array, opts: LoadOptions = {}): Promise<RgbImage> {
   const maxSide = opts.maxSide ?? 1024;
   try {
-    let p = open(input, opts.limitInputPixels);
+    let p = open(await imageBytes(input, opts), opts.limitInputPixels);
     if (maxSide > 0 && Number.isFinite(maxSide)) {
       p = p.resize({ width: maxSide, height: maxSide, fit: 'inside', withoutEnlargement: true });
     }
@@ -150,11 +174,30 @@ export async function loadForModel(
   input: string | Uint8Array,
   size: number,
   policy: ResizePolicy,
-  opts: Pick<LoadOptions, 'limitInputPixels'> = {},
+  opts: Pick<LoadOptions, 'limitInputPixels' | 'maxFileBytes'> = {},
 ): Promise<RgbImage> {
   const ro = resizeOptions(size, policy);
   try {
-    return await finishRgb(open(input, opts.limitInputPixels).resize(ro));
+    return await finishRgb(open(await imageBytes(input, opts), opts.limitInputPixels).resize(ro));
+  } catch (err) {
+    throw toDecodeError(input, err);
+  }
+}
+
+/**
+ * Whether `input` would decode, without decoding it at full size: the format check, the header
+ * (size, pixel limit), then a tiny decode, which still reads the whole compressed stream and so
+ * catches truncated data that a header read misses. Throws an ImageDecodeError saying why not.
+ */
+export async function checkDecodes(input: string | Uint8Array, opts: Pick<LoadOptions, 'limitInputPixels' | 'maxFileBytes'> = {}): Promise<void> {
+  try {
+    const bytes = await imageBytes(input, opts);
+    const sharpOpts: sharp.SharpOptions = { pages: 1, page: 0 };
+    if (opts.limitInputPixels !== undefined) sharpOpts.limitInputPixels = opts.limitInputPixels;
+    const meta = await sharp(bytes, sharpOpts).metadata();
+    if (!meta.width || !meta.height) throw new ImageDecodeError(describeInput(input), 'truncated or corrupt', 'no image size');
+    // JPEG shrink-on-load makes this cheap but still reads the whole entropy-coded stream.
+    await sharp(bytes, sharpOpts).resize(16, 16, { fit: 'inside' }).raw().toBuffer();
   } catch (err) {
     throw toDecodeError(input, err);
   }

@@ -5,7 +5,7 @@
  * then almost always 1). Used to find near-duplicate photos, e.g. between train and val.
  */
 import sharp from 'sharp';
-import { type RgbImage, rawSharp, toDecodeError } from './image.js';
+import { type RgbImage, imageBytes, rawSharp, toDecodeError } from './image.js';
 
 const N = 32;
 const K = 8;
@@ -23,8 +23,9 @@ function isRgbImage(x: unknown): x is RgbImage {
 
 /** 32x32 greyscale pixels (row-major), alpha flattened onto white, EXIF orientation applied. */
 async function grey32(input: string | Uint8Array | RgbImage): Promise<Uint8Array> {
-  const base = isRgbImage(input) ? rawSharp(input) : sharp(input, { pages: 1, page: 0 }).rotate();
   try {
+    // Files and bytes go through the format policy (src/data/formats.ts) like every other decode.
+    const base = isRgbImage(input) ? rawSharp(input) : sharp(await imageBytes(input), { pages: 1, page: 0 }).rotate();
     const { data, info } = await base
       .flatten({ background: { r: 255, g: 255, b: 255 } })
       .greyscale()

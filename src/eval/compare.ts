@@ -15,6 +15,7 @@ import { isFile } from '../util/fs.js';
 import type { ProgressStream } from '../util/progress.js';
 import { checkClasses, defaultSplitFile, evaluationSet, predictItems, type Subset } from './evaluate.js';
 import { buildEvaluationReport, type EvaluationReport } from './evaluation-report.js';
+import { readJsonFile } from '../util/json.js';
 
 const { onnx } = onnxProto;
 
@@ -102,7 +103,7 @@ export async function countOnnxParameters(path: string): Promise<number> {
 
 /** Element counts of the weights listed in a bundle manifest (no weights are read). */
 async function bundleParameters(dir: string): Promise<number> {
-  const m = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as { graph: { nodes: { weights: { shape: number[] }[] }[] } };
+  const m = (await readJsonFile(join(dir, 'manifest.json'))) as { graph: { nodes: { weights: { shape: number[] }[] }[] } };
   return m.graph.nodes.reduce((a, n) => a + n.weights.reduce((b, w) => b + w.shape.reduce((x, y) => x * y, 1), 0), 0);
 }
 

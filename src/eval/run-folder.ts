@@ -11,12 +11,17 @@
  *   evaluation.json    the same figures, the epoch kept and the calibration
  *   data-report.json   class counts, skipped files, duplicates, near-duplicates, stage timings
  *   report.html        the evaluation report of the validation split
+ *
+ * A new run goes into a folder that does not exist or is empty; `train --overwrite` reuses one
+ * after clear() has removed these files (and only these). A run whose training diverged leaves
+ * metrics.jsonl alone (the epochs up to the divergence): no model/, no config.json.
  */
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { parseSplitManifest, type SplitManifest } from '../data/split.js';
+import { parseSplitManifest, SplitManifestError, type SplitManifest } from '../data/split.js';
 import { loadBundle, saveBundle, type ModelBundle } from '../model/bundle.js';
 import { isFile } from '../util/fs.js';
+import { parseJsonText } from '../util/json.js';
 import type { EvaluationReport } from './evaluation-report.js';
 import { writeEvaluationHtml } from './html-report.js';
 import type { ClassificationMetrics } from './metrics.js';
@@ -100,7 +105,13 @@ const json = (value: unknown, indent: number): string => JSON.stringify(value, n
 
 /** Reads a split.json (a run's, or one given to reproduce a split). */
 export async function readSplitFile(path: string): Promise<SplitManifest> {
-  return parseSplitManifest(JSON.parse(await readFile(path, 'utf8')));
+  const raw = parseJsonText(await readFile(path, 'utf8'), path);
+  try {
+    return parseSplitManifest(raw);
+  } catch (err) {
+    if (err instanceof SplitManifestError) throw new SplitManifestError(`${path}: ${err.message}`);
+    throw err;
+  }
 }
 
 /** `runs/<name>-<ISO time>`, the default place of a new run (or cv) folder. */
@@ -119,11 +130,28 @@ export class RunFolder {
     return undefined;
   }
 
-  /** Makes the folder (and its parents). */
-  static async create(dir: string): Promise<RunFolder> {
+  /**
+   * What a folder holds (its entry names, sorted), [] when it does not exist; throws when `dir`
+   * is a file. A new run needs [] (or `clear`).
+   */
+  static async contents(dir: string): Promise<string[]> {
+    const st = await stat(dir).catch(() => undefined);
+    if (st === undefined) return [];
+    if (!st.isDirectory()) throw new Error(`${dir} is a file, not a run folder`);
+    return (await readdir(dir)).sort();
+  }
+
+  /** Makes the folder (and its parents); `clear: true` first removes the run files of an earlier run there (see clear()). */
+  static async create(dir: string, opts: { clear?: boolean } = {}): Promise<RunFolder> {
     const run = new RunFolder(resolve(dir));
+    if (opts.clear) await run.clear();
     await mkdir(run.dir, { recursive: true });
     return run;
+  }
+
+  /** Removes every file of the run layout (RUN_FILES) from the folder; other files stay. */
+  async clear(): Promise<void> {
+    for (const f of Object.keys(RUN_FILES) as RunFile[]) await rm(this.path(f), { recursive: true, force: true });
   }
 
   path(file: RunFile): string {
@@ -225,11 +253,7 @@ export class RunFolder {
   private async readJson<T>(file: RunFile): Promise<T | null> {
     const text = await readText(this.path(file));
     if (text === undefined) return null;
-    try {
-      return JSON.parse(text) as T;
-    } catch {
-      throw new Error(`${this.path(file)} is not valid JSON`);
-    }
+    return parseJsonText(text, this.path(file)) as T;
   }
 }
 

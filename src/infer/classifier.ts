@@ -17,7 +17,8 @@ import { loadBackbone, type LoadedBackbone } from '../backbones/load.js';
 import { normalizeToCHW } from '../backbones/preprocess.js';
 import { loadForModel } from '../data/image.js';
 import { env } from '../env.js';
-import { BUNDLE_FORMAT, loadBundle, parseTta, type BundleManifest, type ModelBundle, type TtaMode } from '../model/bundle.js';
+import { BUNDLE_FORMAT, checkTemperature, loadBundle, parseTta, verifyWeightsDigest, type BundleManifest, type ModelBundle, type TtaMode } from '../model/bundle.js';
+import { parseJsonText } from '../util/json.js';
 import { assembleClassifierGraph, assembleEnsembleGraph } from '../model/assemble.js';
 import { buildTrunkModel } from '../onnx/from-graph.js';
 import { ensembleFiles, ensembleInfo, findBundleDir, isEnsembleDir, readEnsemble, type EnsembleDescription, type EnsembleManifest } from './ensemble.js';
@@ -96,6 +97,7 @@ export function infoFromManifest(manifest: BundleManifest, createdAt = manifest.
     if (!manifest.classes.includes(k)) throw new Error(`manifest.json: threshold for unknown class '${k}' (classes: ${manifest.classes.join(', ')})`);
   }
   const mode = effectiveTta(parseTta(manifest.tta, 'manifest.json'), tta);
+  checkTemperature(manifest.temperature, 'manifest.json');
   return {
     classes: manifest.classes,
     preprocessing: manifest.preprocessing,
@@ -252,6 +254,11 @@ async function locateEnsemble(dir: string, opts: Pick<LoadClassifierOptions, 'ca
   if (opts.cache !== false) {
     const parts: Uint8Array[] = [];
     for (const f of files) parts.push(await readFile(f));
+    // Each member's weights.bin against its manifest's digest, before a cached graph is trusted.
+    e.members.forEach((m) => {
+      const i = files.indexOf(join(m.dir, 'weights.bin'));
+      if (i >= 0) verifyWeightsDigest(m.manifest, parts[i]!, files[i]!);
+    });
     cachePath = join(env.cacheDir, 'models', `${cacheKey('ensemble', opts.tta, parts)}.onnx`);
     if (await cachedFile(cachePath)) {
       return { ...found, source: { kind: 'ensemble', path: dir, cachedOnnx: cachePath, cacheHit: true }, onnx: { path: cachePath } };
@@ -280,12 +287,18 @@ export async function locateClassifierOnnx(model: string, opts: Pick<LoadClassif
   }
   if (opts.cache === false) return assembleBundle(await loadBundle(dir), dir, opts);
 
-  const [manifestBytes, weightsBytes] = await Promise.all([readFile(join(dir, 'manifest.json')), readFile(join(dir, 'weights.bin'))]);
+  const manifestFile = join(dir, 'manifest.json');
+  const weightsFile = join(dir, 'weights.bin');
+  const manifestBytes = await readFile(manifestFile);
+  const manifest = parseJsonText(manifestBytes.toString('utf8'), manifestFile) as BundleManifest & { graph?: unknown };
+  const weightsBytes = await readFile(weightsFile).catch(() => undefined);
+  if (weightsBytes === undefined) return assembleBundle(await loadBundle(dir), dir, opts); // loadBundle gives the error
+  // A changed or damaged weights.bin is refused here, before any cached graph is used.
+  if (typeof manifest === 'object' && manifest !== null) verifyWeightsDigest(manifest, weightsBytes, weightsFile);
   const cached = join(env.cacheDir, 'models', `${cacheKey('classifier', opts.tta, [manifestBytes, weightsBytes])}.onnx`);
   if (await cachedFile(cached)) {
     // The key covers the manifest bytes, so this manifest was loaded and assembled before.
-    const manifest = JSON.parse(manifestBytes.toString('utf8')) as BundleManifest & { graph?: unknown };
-    if (manifest.format === BUNDLE_FORMAT) {
+    if (typeof manifest === 'object' && manifest !== null && manifest.format === BUNDLE_FORMAT) {
       const { graph: _graph, ...rest } = manifest;
       const info = infoFromManifest(rest, undefined, opts.tta);
       return {
@@ -299,6 +312,51 @@ export async function locateClassifierOnnx(model: string, opts: Pick<LoadClassif
     }
   }
   return assembleBundle(await loadBundle(dir), dir, opts, cached);
+}
+
+/**
+ * A model whose output holds NaN or Infinity: the model is broken (non-finite or overflowing
+ * weights, a bad temperature), not the image, so this is an error of the whole model: nothing
+ * answers with a label made from it (predict stops with status 1, evaluate and export refuse).
+ */
+export class NonFiniteOutputError extends Error {
+  override readonly name = 'NonFiniteOutputError';
+  constructor(
+    /** The model (its path). */
+    readonly model: string,
+    /** Input indices (as in DecodedBatch.ok) of the images whose output row was not finite. */
+    readonly rows: number[],
+    /** The first bad value (NaN, Infinity or -Infinity). */
+    readonly value: number,
+    /** Images in the batch. */
+    readonly images: number,
+  ) {
+    super(
+      `${model}: the model's output is not finite (${value}) for ${rows.length} of ${images} image${images === 1 ? '' : 's'}; ` +
+        'the model is broken (its weights or temperature), not the images',
+    );
+  }
+}
+
+/**
+ * Throws NonFiniteOutputError when an output of `n` rows x `k` classes holds a non-finite value;
+ * `index` maps a row to its input index (default the row itself). For anything that runs a
+ * classifier's ONNX graph itself (the server's workers, export's check).
+ */
+export function checkFiniteOutput(values: ArrayLike<number>, n: number, k: number, model: string, index?: readonly number[]): void {
+  const rows: number[] = [];
+  let first = NaN;
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < k; j++) {
+      const v = values[i * k + j]!;
+      if (!Number.isFinite(v)) {
+        if (rows.length === 0) first = v;
+        rows.push(index?.[i] ?? i);
+        break;
+      }
+    }
+  }
+  if (rows.length > 0) throw new NonFiniteOutputError(model, rows, first, n);
 }
 
 export class Classifier {
@@ -393,6 +451,7 @@ export class Classifier {
     const probs = out['output']!.data as Float32Array;
     const k = this.classes.length;
     if (probs.length !== n * k) throw new Error(`model output has ${probs.length} values, expected ${n} x ${k} classes`);
+    checkFiniteOutput(probs, n, k, this.source.path, batch.ok);
     return Array.from({ length: n }, (_, i) => Array.from(probs.subarray(i * k, (i + 1) * k)));
   }
 

@@ -16,7 +16,8 @@ import { createHash } from 'node:crypto';
 import { copyFile, mkdir, readdir, readFile } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { rawPixelPreprocessing } from '../model/assemble.js';
-import { BUNDLE_FORMAT, BUNDLE_VERSION, parseTta, type BundleManifest, type TtaMode } from '../model/bundle.js';
+import { BUNDLE_FORMAT, BUNDLE_VERSION, checkTemperature, parseTta, verifyWeightsDigest, type BundleManifest, type TtaMode } from '../model/bundle.js';
+import { parseJsonText } from '../util/json.js';
 import { warnDeprecated } from '../util/deprecate.js';
 import { isFile, writeFileAtomic } from '../util/fs.js';
 import { ENSEMBLE, type EnsembleInput } from '../options/infer.js';
@@ -147,6 +148,7 @@ async function readMemberManifest(dir: string, what: string): Promise<BundleMani
   if (!Array.isArray(m.classes) || typeof m.preprocessing !== 'object' || typeof m.backbone !== 'object' || typeof m.temperature !== 'number') {
     throw new Error(`${what}: ${file} is incomplete (classes, preprocessing, backbone, temperature)`);
   }
+  checkTemperature(m.temperature, `${what}: ${file}`);
   const { graph: _graph, ...manifest } = m;
   return manifest as BundleManifest;
 }
@@ -184,13 +186,7 @@ export async function readEnsemble(dir: string): Promise<EnsembleDescription> {
   } catch {
     throw new Error(`${dir} is not a phoneside ensemble: no ${ENSEMBLE_FILE} in it`);
   }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch {
-    throw new Error(`${file} is not valid JSON`);
-  }
-  const manifest = parseEnsembleManifest(raw, file);
+  const manifest = parseEnsembleManifest(parseJsonText(text, file), file);
   const names = uniqueNames(manifest.members.map(folderName));
   const members: EnsembleMemberRef[] = [];
   for (const [i, path] of manifest.members.entries()) {
@@ -281,7 +277,10 @@ export async function createEnsemble(models: readonly string[], second: CreateEn
     if (dir === undefined) throw new Error(`${model} is not a phoneside model: no manifest.json in it or in its model/ folder`);
     const name = names[i]!;
     if (!SAFE_NAME.test(name) || name === ENSEMBLE_FILE) throw new Error(`'${name}' cannot be a member folder name (letters, digits, . _ -)`);
-    members.push({ name, dir, manifest: await readMemberManifest(dir, model) });
+    const manifest = await readMemberManifest(dir, model);
+    // A damaged member is refused now rather than copied into the ensemble.
+    verifyWeightsDigest(manifest, await readFile(join(dir, 'weights.bin')), join(dir, 'weights.bin'));
+    members.push({ name, dir, manifest });
   }
   const classes = members[0]!.manifest.classes;
   checkEnsembleMembers(members, classes, 'ensemble');

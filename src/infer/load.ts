@@ -5,10 +5,11 @@
  * file); `Classifier.load(ref)` loads one, `modelBackbones(ref)` says which backbones it needs.
  */
 import { existsSync } from 'node:fs';
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { OptionConflictError } from '../options/schema.js';
 import { isFile } from '../util/fs.js';
+import { readJsonFile } from '../util/json.js';
 import { findBundleDir, isEnsembleDir, readEnsemble } from './ensemble.js';
 import { packageRoot } from './package.js';
 
@@ -64,8 +65,8 @@ export async function modelBackbones(ref?: string): Promise<string[]> {
     if (await isFile(join(path, 'model.onnx'))) return [];
     throw new Error(`${path} is not a phoneside model: no manifest.json, ensemble.json or model.onnx in it (nor a shipped model's name)`);
   }
-  const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as { backbone?: { id?: unknown } };
-  const id = manifest.backbone?.id;
+  const manifest = (await readJsonFile(join(dir, 'manifest.json'))) as { backbone?: { id?: unknown } } | null;
+  const id = manifest?.backbone?.id;
   if (typeof id !== 'string') throw new Error(`${join(dir, 'manifest.json')} names no backbone (backbone.id)`);
   return [id];
 }
@@ -101,10 +102,10 @@ export async function listShippedModels(root: string = packageRoot()): Promise<S
     const path = join(dir, name);
     const kind = existsSync(join(path, 'ensemble.json')) ? 'ensemble' : existsSync(join(path, 'manifest.json')) ? 'bundle' : undefined;
     if (kind === undefined) continue;
-    const json = JSON.parse(await readFile(join(path, kind === 'ensemble' ? 'ensemble.json' : 'manifest.json'), 'utf8')) as ShippedJson;
+    const json = (await readJsonFile(join(path, kind === 'ensemble' ? 'ensemble.json' : 'manifest.json'))) as ShippedJson;
     const backbones =
       kind === 'ensemble'
-        ? await Promise.all((json.members ?? []).map(async (m) => ((JSON.parse(await readFile(join(path, m, 'manifest.json'), 'utf8')) as ShippedJson).backbone?.id ?? '?')))
+        ? await Promise.all((json.members ?? []).map(async (m) => ((await readJsonFile(join(path, m, 'manifest.json'))) as ShippedJson).backbone?.id ?? '?'))
         : [json.backbone?.id ?? '?'];
     const cv = json.info?.groupCv;
     out.push({

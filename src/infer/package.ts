@@ -35,7 +35,7 @@ export function packageVersion(): string {
  * that the model cache is invalidated when that code changes, not only when the version does.
  */
 export function emitterFingerprint(): string {
-  const mods = ['../onnx/from-graph', '../onnx/builder', '../model/assemble', '../backbones/keras', '../backbones/graph', './onnx-meta', './ensemble'];
+  const mods = ['../onnx/from-graph', '../onnx/builder', '../model/assemble', '../model/bundle', '../backbones/keras', '../backbones/graph', './onnx-meta', './ensemble'];
   const here = dirname(fileURLToPath(import.meta.url));
   const parts: string[] = [];
   for (const m of mods) {

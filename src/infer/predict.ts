@@ -3,7 +3,8 @@
  * (sharp, on libuv's thread pool) overlaps inference of the current one (ONNX Runtime, which
  * holds the main thread while it runs), so neither waits for the other.
  */
-import { ImageDecodeError } from '../data/image.js';
+import { ImageDecodeError, readImageFile } from '../data/image.js';
+import { displayPath, type FsPath } from '../util/list-dir.js';
 import { PREDICT, type PredictInput } from '../options/infer.js';
 import { resolveOptions } from '../options/schema.js';
 import type { Classifier, DecodedBatch } from './classifier.js';
@@ -36,14 +37,49 @@ export function errorRow(path: string, error: string, ms = 0): PredictionRow {
   return { path, label: null, predicted: null, confidence: null, probabilities: null, ms, error };
 }
 
-/** Classifies `files` in batches; yields one row per file, in order; bad files give error rows. */
-export async function* predictFiles(clf: Classifier, files: readonly string[], options: PredictOptions = {}): AsyncGenerator<PredictionRow> {
+const NOTHING = new Uint8Array(0);
+
+/**
+ * Reads the files (regular files only: a FIFO or device is refused, never opened for a blocking
+ * read; Buffer paths for names that are not UTF-8), then decodes what was read. A file that could
+ * not be read goes to the decoder as 0 bytes, so the batch's indices stay the files' indices, and
+ * its error is then the read error.
+ */
+async function readAndDecode(clf: Classifier, paths: readonly FsPath[]): Promise<DecodedBatch> {
+  const readMs = new Array<number>(paths.length).fill(0);
+  const readErrors = new Array<Error | undefined>(paths.length).fill(undefined);
+  const bytes = await Promise.all(
+    paths.map(async (p, j) => {
+      const t0 = performance.now();
+      try {
+        return await readImageFile(p);
+      } catch (err) {
+        readErrors[j] = err instanceof Error ? err : new Error(String(err));
+        return NOTHING;
+      } finally {
+        readMs[j] = performance.now() - t0;
+      }
+    }),
+  );
+  const batch = await clf.decode(bytes);
+  return {
+    ...batch,
+    errors: batch.errors.map((e, j) => readErrors[j] ?? e),
+    decodeMs: batch.decodeMs.map((ms, j) => ms + readMs[j]!),
+  };
+}
+
+/**
+ * Classifies `files` in batches; yields one row per file, in order; bad files give error rows. A
+ * row's `path` is the file's path as text (displayPath: bytes that are not UTF-8 as \xHH).
+ */
+export async function* predictFiles(clf: Classifier, files: readonly FsPath[], options: PredictOptions = {}): AsyncGenerator<PredictionRow> {
   const opts = resolveOptions(PREDICT.options, options);
   const bs = opts.batchSize;
   const thresholds = opts.thresholds ? clf.thresholds : {};
   const minConfidence = opts.minConfidence ?? 0;
   const classes = clf.classes;
-  const decodeAt = (i: number): Promise<DecodedBatch> | undefined => (i < files.length ? clf.decode(files.slice(i, i + bs)) : undefined);
+  const decodeAt = (i: number): Promise<DecodedBatch> | undefined => (i < files.length ? readAndDecode(clf, files.slice(i, i + bs)) : undefined);
   let next = decodeAt(0);
   for (let i = 0; next !== undefined; i += bs) {
     const batch = await next;
@@ -53,7 +89,7 @@ export async function* predictFiles(clf: Classifier, files: readonly string[], o
     const share = batch.ok.length > 0 ? (performance.now() - t0) / batch.ok.length : 0;
     const byIndex = new Map(batch.ok.map((j, k) => [j, probs[k]!]));
     for (let j = 0; j < batch.errors.length; j++) {
-      const path = files[i + j]!;
+      const path = displayPath(files[i + j]!);
       const err = batch.errors[j];
       const ms = batch.decodeMs[j]!;
       if (err !== undefined) yield errorRow(path, errorReason(err), ms);

@@ -7,6 +7,10 @@
  *   manifest.json   { format, version, backbone, preprocessing, classes, topBlocks, graph, ... }
  *   weights.bin     little-endian tensors (float32, or float16 when manifest.weightsDtype says so,
  *                   to halve a shipped model), at the element offsets listed in manifest.graph
+ *
+ * Integrity: saveBundle records the sha256 of weights.bin in manifest.weightsBinSha256 and refuses
+ * to write non-finite weights; loadBundle checks the digest (when the manifest has one: bundles
+ * written before it was added load as they are), the file's length and that every weight is finite.
  */
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -14,6 +18,8 @@ import type { GraphNode, LayerGraph, LayerOp, WeightTensor } from '../backbones/
 import type { Preprocessing } from '../backbones/registry.js';
 import { float16ToFloat32, float32ToFloat16 } from '../util/float16.js';
 import { writeFileAtomic } from '../util/fs.js';
+import { sha256Hex } from '../util/hash.js';
+import { parseJsonText } from '../util/json.js';
 
 export const BUNDLE_FORMAT = 'phoneside-bundle';
 export const BUNDLE_VERSION = 1;
@@ -75,6 +81,46 @@ export interface BundleManifest {
   info: Record<string, unknown>;
   /** Storage type of weights.bin (default float32); values are float32 once loaded. */
   weightsDtype?: 'float32' | 'float16';
+  /**
+   * sha256 (hex) of weights.bin's bytes, written by saveBundle and checked by loadBundle (and by
+   * Classifier.load before a cached graph is used). Absent in bundles written before it existed.
+   */
+  weightsBinSha256?: string;
+}
+
+/** The first non-finite value among a graph's weights, or undefined when all are finite. */
+export function firstNonFiniteWeight(graph: Pick<LayerGraph, 'nodes'>): { node: string; weight: string; index: number; value: number } | undefined {
+  for (const n of graph.nodes) {
+    for (const [name, t] of Object.entries(n.weights)) {
+      const d = t.data;
+      for (let i = 0; i < d.length; i++) {
+        if (!Number.isFinite(d[i]!)) return { node: n.name, weight: name, index: i, value: d[i]! };
+      }
+    }
+  }
+  return undefined;
+}
+
+/** Throws when a manifest's weightsBinSha256 (if any) is not the digest of `bytes`, the weights.bin at `file`. */
+export function verifyWeightsDigest(manifest: Pick<BundleManifest, 'weightsBinSha256'>, bytes: Uint8Array, file: string): void {
+  const expected = manifest.weightsBinSha256;
+  if (expected === undefined) return;
+  if (typeof expected !== 'string' || !/^[0-9a-f]{64}$/.test(expected)) {
+    throw new Error(`${file}: its manifest.json's weightsBinSha256 is not a sha256 hex digest`);
+  }
+  const actual = sha256Hex(bytes);
+  if (actual !== expected) {
+    throw new Error(
+      `${file} does not match its manifest.json: sha256 ${actual.slice(0, 12)}…, the manifest says ${expected.slice(0, 12)}… ` +
+        `(${bytes.length} bytes); the file is damaged or was changed: copy or export the model again`,
+    );
+  }
+}
+
+/** Throws unless a manifest's softmax temperature is a finite number > 0; `where` names the file. */
+export function checkTemperature(t: unknown, where: string): number {
+  if (typeof t !== 'number' || !Number.isFinite(t) || t <= 0) throw new Error(`${where}: temperature must be a number > 0, got ${JSON.stringify(t) ?? String(t)}`);
+  return t;
 }
 
 export interface ModelBundle {
@@ -84,6 +130,9 @@ export interface ModelBundle {
 }
 
 export async function saveBundle(dir: string, bundle: ModelBundle): Promise<void> {
+  const bad = firstNonFiniteWeight(bundle.graph);
+  if (bad) throw new Error(`refusing to save a bundle to ${dir}: weight ${bad.node}/${bad.weight} is ${bad.value} at element ${bad.index} (the model is broken)`);
+  checkTemperature(bundle.manifest.temperature, `refusing to save a bundle to ${dir}`);
   await mkdir(dir, { recursive: true });
   let offset = 0;
   const chunks: Float32Array[] = [];
@@ -105,10 +154,22 @@ export async function saveBundle(dir: string, bundle: ModelBundle): Promise<void
     o += c.length;
   }
   const dtype = bundle.manifest.weightsDtype ?? 'float32';
-  const manifest = { ...bundle.manifest, weightsDtype: dtype, graph: { input: bundle.graph.input, output: bundle.graph.output, nodes } };
-  // Write weights first and the manifest last, each atomically: a bundle with a manifest is complete.
   const stored = dtype === 'float16' ? float32ToFloat16(data) : data;
-  await writeFileAtomic(join(dir, 'weights.bin'), new Uint8Array(stored.buffer, stored.byteOffset, stored.byteLength));
+  const bytes = new Uint8Array(stored.buffer, stored.byteOffset, stored.byteLength);
+  if (dtype === 'float16') {
+    // float16 tops out at 65504: a larger weight would be stored as Infinity.
+    const back = float16ToFloat32(stored as Uint16Array);
+    const i = back.findIndex((v) => !Number.isFinite(v));
+    if (i >= 0) throw new Error(`refusing to save a bundle to ${dir}: weight element ${i} (${data[i]}) does not fit in float16; save it as float32`);
+  }
+  const manifest = {
+    ...bundle.manifest,
+    weightsDtype: dtype,
+    weightsBinSha256: sha256Hex(bytes),
+    graph: { input: bundle.graph.input, output: bundle.graph.output, nodes },
+  };
+  // Write weights first and the manifest last, each atomically: a bundle with a manifest is complete.
+  await writeFileAtomic(join(dir, 'weights.bin'), bytes);
   await writeFileAtomic(join(dir, 'manifest.json'), JSON.stringify(manifest, null, 1) + '\n');
 }
 
@@ -126,25 +187,43 @@ export async function loadBundle(dir: string): Promise<ModelBundle> {
       throw new Error(`${dir} is not a phoneside model: no manifest.json in it or in its model/ folder`);
     }
   }
-  const raw = JSON.parse(text) as BundleManifest & { graph?: { input: string; output: string; nodes: SerializedNode[] } };
+  const manifestFile = join(base, 'manifest.json');
+  const parsed = parseJsonText(text, manifestFile);
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error(`${manifestFile} is not a phoneside bundle manifest`);
+  const raw = parsed as BundleManifest & { graph?: { input: string; output: string; nodes: SerializedNode[] } };
   if (raw.format !== BUNDLE_FORMAT) throw new Error(`${base}/manifest.json is not a phoneside bundle manifest`);
   if (raw.version > BUNDLE_VERSION) throw new Error(`${base}: bundle version ${raw.version} is newer than this phoneside supports (${BUNDLE_VERSION})`);
   if (!raw.graph) throw new Error(`${base}/manifest.json has no graph`);
-  parseTta(raw.tta, `${base}/manifest.json`);
-  const buf = await readFile(join(base, 'weights.bin'));
+  parseTta(raw.tta, manifestFile);
+  checkTemperature(raw.temperature, manifestFile);
+  const weightsFile = join(base, 'weights.bin');
+  let buf: Buffer;
+  try {
+    buf = await readFile(weightsFile);
+  } catch (err) {
+    throw new Error(`${base} is an incomplete bundle: cannot read weights.bin (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
+  verifyWeightsDigest(raw, buf, weightsFile);
   const bytes = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength);
   const dtype = raw.weightsDtype ?? 'float32';
   if (dtype !== 'float32' && dtype !== 'float16') throw new Error(`${base}: unsupported weights dtype '${String(dtype)}'`);
+  const width = dtype === 'float16' ? 2 : 4;
+  if (bytes.byteLength % width !== 0) throw new Error(`${weightsFile} is truncated or damaged: ${bytes.byteLength} bytes is not a whole number of ${dtype} values`);
   const all = dtype === 'float16' ? float16ToFloat32(new Uint16Array(bytes)) : new Float32Array(bytes);
+  let used = 0;
   const nodes: GraphNode[] = raw.graph.nodes.map((n) => {
     const weights: Record<string, WeightTensor> = {};
     for (const e of n.weights) {
       const len = e.shape.reduce((a, b) => a * b, 1);
-      if (e.offset + len > all.length) throw new Error(`${base}/weights.bin is too short for ${n.name}/${e.name}`);
+      if (e.offset + len > all.length) throw new Error(`${weightsFile} is too short for ${n.name}/${e.name} (truncated or damaged)`);
       weights[e.name] = { shape: e.shape, data: all.slice(e.offset, e.offset + len) };
+      used = Math.max(used, e.offset + len);
     }
     return { name: n.name, op: n.op, inputs: n.inputs, weights };
   });
+  if (used !== all.length) throw new Error(`${weightsFile} holds ${all.length} values but its manifest.json lists ${used} (damaged, or from another bundle)`);
+  const bad = firstNonFiniteWeight({ nodes });
+  if (bad) throw new Error(`${weightsFile}: weight ${bad.node}/${bad.weight} is ${bad.value} at element ${bad.index}; the model is broken (diverged training or damaged file)`);
   const { graph, ...manifest } = raw;
   return { manifest, graph: { nodes, input: graph.input, output: graph.output } };
 }

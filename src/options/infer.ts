@@ -68,7 +68,8 @@ export const EXPORT = defineVerb({
   positionals: { min: 0, max: 1, name: 'MODEL' },
   options: {
     ...MODEL_OPTION,
-    out: { kind: 'string', short: 'o', placeholder: 'FILE', help: 'the .onnx file to write (required)' },
+    out: { kind: 'string', short: 'o', placeholder: 'FILE', help: 'the .onnx file to write (required; must end in .onnx)' },
+    overwrite: { kind: 'boolean', default: false, help: 'replace --out if it exists (otherwise an existing file is refused)' },
     ...TTA_OPTION,
     ...ENV_OPTIONS,
   },

@@ -66,7 +66,13 @@ export const TRAIN = defineVerb({
   positionals: { min: 1, max: 1, name: 'DATA_DIR' },
   options: {
     ...RECIPE_OPTIONS,
-    out: { kind: 'string', group: 'Run', placeholder: 'DIR', defaultText: 'runs/<backbone>-<time>', help: 'run folder' },
+    out: { kind: 'string', group: 'Run', placeholder: 'DIR', defaultText: 'runs/<backbone>-<time>', help: 'run folder (refused if it exists and is not empty, unless --overwrite)' },
+    overwrite: {
+      kind: 'boolean',
+      group: 'Run',
+      default: false,
+      help: "train into an existing --out folder: its run files (model/, config.json, evaluation.*, report.html ...) are removed first; other files are left",
+    },
     valFraction: {
       kind: 'number',
       group: 'Run',

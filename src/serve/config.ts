@@ -17,8 +17,11 @@ export type ServeOptions = Omit<ServeInput, 'deviceModel'> & {
   deviceModel?: string | false;
   /** Use the assembled-ONNX cache under env.cacheDir (default true). */
   cache?: boolean;
-  /** fastify's request log (pino, JSON lines on stdout); default false (the CLI turns it on unless --quiet). */
-  logger?: boolean;
+  /**
+   * fastify's request log (pino, JSON lines on stdout); default false (the CLI turns it on unless
+   * --quiet). `{ stream, level }`: JSON lines written to `stream` instead (level default 'info').
+   */
+  logger?: boolean | ServeLogger;
   /** For tests: awaited inside the inference slot, before the model runs. */
   testHooks?: { beforeInference?: () => Promise<void> };
   /** @deprecated for one release: `maxImageMb`. */
@@ -26,6 +29,12 @@ export type ServeOptions = Omit<ServeInput, 'deviceModel'> & {
   /** @deprecated for one release: `maxBodyMb`. */
   maxBodyBytes?: number;
 };
+
+/** Where the request log goes instead of stdout. */
+export interface ServeLogger {
+  stream: { write(line: string): void };
+  level?: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
+}
 
 const MiB = 1048576;
 
@@ -40,6 +49,8 @@ export interface ServeConfig {
   threads: number;
   queueSize: number;
   timeoutMs: number;
+  /** Longest pause while a request body arrives (408 beyond it). */
+  uploadIdleMs: number;
   maxFiles: number;
   maxBodyBytes: number;
   maxFileBytes: number;
@@ -79,6 +90,7 @@ export function resolveServeConfig(opts: ServeOptions): ServeConfig {
     threads,
     queueSize: s.queueSize ?? dflt.queueSize,
     timeoutMs: s.timeoutMs,
+    uploadIdleMs: s.uploadIdleMs,
     maxFiles: s.maxFiles,
     maxBodyBytes,
     maxFileBytes,

@@ -1,6 +1,7 @@
 /**
- * Uploaded bytes -> the network's input tensor, with the service's checks: magic-byte type check,
- * sharp's pixel limit (checked from the header, before any pixel is decoded), and errors that name
+ * Uploaded bytes -> the network's input tensor, with the service's checks: magic-byte type check
+ * (the one format policy of src/data/formats.ts, which the CLI applies to files too), sharp's
+ * pixel limit (checked from the header, before any pixel is decoded), and errors that name
  * the file. Every file of a request is checked before any inference runs, so a request either
  * fails as a whole, naming each bad file, or is classified as a whole.
  */
@@ -8,7 +9,7 @@ import type { Preprocessing } from '../backbones/registry.js';
 import { normalizeToCHW } from '../backbones/preprocess.js';
 import { ImageDecodeError, loadForModel } from '../data/image.js';
 import { ApiError, decodeApiError, FilesError } from './errors.js';
-import { sniffImage } from './sniff.js';
+import { checkFormat } from './sniff.js';
 
 export interface Upload {
   /** Multipart filename, or null for a raw body (or a part without one). */
@@ -26,12 +27,12 @@ export interface DecodedUploads {
   decodeMs: number[];
 }
 
-/** Cheap checks that need no decoding: empty, and type by magic bytes. */
+/** Cheap checks that need no decoding: empty, and type by magic bytes (same messages as the CLI's). */
 export function checkUpload(u: Upload): ApiError | undefined {
-  const s = sniffImage(u.bytes);
-  if (s.ok) return undefined;
-  if (s.why === 'empty') return new ApiError(400, 'empty_image', 'the image is empty (0 bytes)', u.label);
-  return new ApiError(415, 'unsupported_media_type', s.why, u.label);
+  const c = checkFormat(u.bytes);
+  if (c.ok) return undefined;
+  if (c.code === 'empty') return new ApiError(400, 'empty_image', 'the image is empty (0 bytes)', u.label);
+  return new ApiError(415, 'unsupported_media_type', c.message, u.label);
 }
 
 /** Decodes every upload; throws a FilesError naming each one that cannot be classified. */

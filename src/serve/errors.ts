@@ -54,6 +54,30 @@ export function errorBody(e: ApiError): ErrorBody {
   return body;
 }
 
+/**
+ * 503s the service answers on purpose (queue full, shutting down): the service works as designed,
+ * so they are logged as one line, not as failures with a stack.
+ */
+export function isExpectedUnavailable(e: ApiError): boolean {
+  return e.status === 503 && (e.code === 'busy' || e.code === 'shutting_down');
+}
+
+/**
+ * A connection-level error of Node's HTTP server (its 'clientError': a malformed request line or
+ * header, headers over the size limit, a request that did not arrive within the server's header or
+ * request timeout) -> the answer, in the service's shape.
+ */
+export function clientApiError(code: string | undefined): ApiError {
+  switch (code) {
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return new ApiError(408, 'request_timeout', 'the request did not arrive in time');
+    case 'HPE_HEADER_OVERFLOW':
+      return new ApiError(431, 'headers_too_large', 'the request headers are too large');
+    default:
+      return new ApiError(400, 'bad_request', 'malformed HTTP request');
+  }
+}
+
 /** A decoder failure -> 415 / 413 / 422, by the decoder's stable reason. */
 export function decodeApiError(err: ImageDecodeError, file: string, maxPixels: number): ApiError {
   switch (err.reason) {

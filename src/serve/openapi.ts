@@ -48,7 +48,7 @@ export function openApiDocument(l: DocLimits, version: string): Record<string, J
             'All or nothing: every file is checked and decoded before any is classified; if one or more are bad, the whole request fails ' +
             'with the status of the first bad file, `error.file` naming it and `error.details` listing every bad file when there are several; ' +
             'nothing is classified, so the client can drop or fix those files and resend.\n\n' +
-            `Inference runs through a bounded queue: when it is full the answer is 503 with Retry-After, at once. A request that takes longer than ${l.timeoutMs} ms is answered 504.`,
+            `Inference runs through a bounded queue: when it is full the answer is 503 with Retry-After, at once. A request that takes longer than ${l.timeoutMs} ms is answered 504 (408 while its body is still arriving, or when the upload stalls).`,
           security,
           parameters: [
             {
@@ -81,6 +81,7 @@ export function openApiDocument(l: DocLimits, version: string): Record<string, J
             '200': { description: 'One result per image, in upload order', content: { 'application/json': { schema: { $ref: '#/components/schemas/ClassifyResponse' } } } },
             '400': errorResponse('no image, an empty image, too many files (too_many_files), malformed multipart, bad query'),
             '401': errorResponse('missing or wrong API key'),
+            '408': errorResponse('the upload stalled or was too slow (request_timeout); the connection is closed'),
             '413': errorResponse('body (body_too_large) or one image (image_too_large) too large, or too many pixels (too_many_pixels)'),
             '415': errorResponse('not an image, or an unsupported type such as HEIC, SVG, BMP (unsupported_media_type)'),
             '422': errorResponse('an image that is corrupt or truncated (corrupt_image)'),

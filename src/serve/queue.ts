@@ -1,10 +1,14 @@
 /**
  * Admission control for inference. A request is admitted (or refused at once, without waiting)
- * before its images are decoded; it then decodes, waits for one of `concurrency` inference slots
- * in arrival order, runs, and leaves. At most `concurrency + capacity` requests are in the system,
- * so under overload the excess is answered 503 immediately instead of piling up in memory and
- * latency. Decoding happens outside the slots so the next request's decode overlaps the current
- * inference.
+ * once its body has arrived, before its images are decoded; it then decodes, waits for one of
+ * `concurrency` inference slots in arrival order, runs, and leaves. At most
+ * `concurrency + capacity` requests are in the system, so under overload the excess is answered
+ * 503 immediately instead of piling up in memory and latency. Decoding happens outside the slots
+ * so the next request's decode overlaps the current inference.
+ *
+ * A request keeps its place while work of its own is in progress (a decode started with `hold`,
+ * an inference started with `run`), even when it is released meanwhile (its client went away, it
+ * timed out): the bound is on the work being done, not only on the requests still wanted.
  */
 
 export class QueueFullError extends Error {
@@ -35,9 +39,14 @@ interface Waiter {
 
 /** One admitted request: runs its inference once, then must be released (idempotent). */
 export interface Ticket {
+  /**
+   * Work of this request outside the slots (decoding): `work` is started now, and a release()
+   * meanwhile takes effect once it has settled. Resolves or rejects as `work` does.
+   */
+  hold<T>(work: () => Promise<T>): Promise<T>;
   /** Waits for a slot (FIFO), runs `task`, frees the slot. Rejects if `signal` aborts while waiting. */
   run<T>(task: () => Promise<T>, signal?: AbortSignal): Promise<T>;
-  /** Leaves the system; if the inference is running, when it ends. Idempotent. */
+  /** Leaves the system; if its work (held or running) is in progress, when that ends. Idempotent. */
   release(): void;
 }
 
@@ -80,40 +89,60 @@ export class InferenceQueue {
     return Math.min(60, Math.max(1, Math.ceil((this.admittedCount * perRun) / this.concurrency / 1000)));
   }
 
-  /** Admits a request or throws QueueFullError (never waits). */
-  admit(): Ticket {
+  /**
+   * Throws what admit() would throw now (QueueFullError, counted in `rejected`, or
+   * QueueClosedError), without admitting: lets a request be refused before its body is read.
+   */
+  check(): void {
     if (this.closed) throw new QueueClosedError();
     if (this.admittedCount >= this.concurrency + this.capacity) {
       this.rejected++;
       throw new QueueFullError(this.retryAfterSeconds());
     }
+  }
+
+  /** Admits a request or throws QueueFullError (never waits). */
+  admit(): Ticket {
+    this.check();
     this.admittedCount++;
     let released = false; // counted out of `admitted`
     let releaseWanted = false;
-    let running = false;
+    let busy = 0; // held work and the running inference: the place is kept until they end
     let used = false;
     const release = (): void => {
       releaseWanted = true;
-      if (released || running) return; // a running inference still holds its place until it ends
+      if (released || busy > 0) return;
       released = true;
       this.admittedCount--;
       this.checkIdle();
     };
+    const settle = (): void => {
+      busy--;
+      if (releaseWanted) release();
+    };
     return {
+      hold: async <T>(work: () => Promise<T>): Promise<T> => {
+        if (releaseWanted) throw new Error('ticket already released');
+        busy++;
+        try {
+          return await work();
+        } finally {
+          settle();
+        }
+      },
       run: async <T>(task: () => Promise<T>, signal?: AbortSignal): Promise<T> => {
         if (releaseWanted || used) throw new Error('ticket already used or released');
         used = true;
         await this.acquire(signal);
-        running = true;
+        busy++;
         const t0 = performance.now();
         try {
           return await task();
         } finally {
           const ms = performance.now() - t0;
           this.avgRunMs = this.avgRunMs === 0 ? ms : 0.8 * this.avgRunMs + 0.2 * ms;
-          running = false;
           this.runningCount--;
-          if (releaseWanted) release();
+          settle();
           this.next();
         }
       },

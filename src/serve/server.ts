@@ -4,6 +4,8 @@
  *
  * The classify route is in classify-route.ts; the options and their defaults in config.ts.
  */
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { packageVersion } from '../infer/package.js';
 import { webAssets } from '../web/assets.js';
@@ -11,7 +13,7 @@ import { keyMatches, presentedKey } from './auth.js';
 import { registerClassifyRoute, type RequestState } from './classify-route.js';
 import { resolveServeConfig, type ServeConfig, type ServeOptions } from './config.js';
 import { defaultConcurrency } from './defaults.js';
-import { ApiError, errorBody, toApiError } from './errors.js';
+import { ApiError, clientApiError, errorBody, isExpectedUnavailable, toApiError } from './errors.js';
 import { deviceJson, loadModel, onnxBytes, type DeviceModelJson, type LoadedModel, type ModelLoadOptions } from './models.js';
 import { openApiDocument, renderDocsHtml } from './openapi.js';
 import { startEngine, type InferenceEngine } from './pool.js';
@@ -54,11 +56,21 @@ export async function createServer(opts: ServeOptions = {}): Promise<FastifyInst
   const engine = await startEngine({ model: model.onnx, size: pre.size, classes: model.info.classes.length, workers: cfg.workers, threads: cfg.threads });
   try {
     const queue = new InferenceQueue({ concurrency: engine.parallelism, capacity: cfg.queueSize });
+    const metrics = createServiceMetrics(queue, model, device.kind === 'ready' ? device.model : undefined);
+    // Node's own limits on a connection, a backstop to the classify route's (which answers 408
+    // itself when a body stalls or is late): headers must arrive within the per-request timeout,
+    // a whole request within twice it; checked every quarter of that (Node's default: 30 s).
+    const headersTimeout = Math.min(60_000, cfg.timeoutMs);
     const app = Fastify({
-      logger: opts.logger === true,
+      logger: opts.logger === true ? true : typeof opts.logger === 'object' ? { level: opts.logger.level ?? 'info', stream: opts.logger.stream } : false,
       bodyLimit: cfg.maxFileBytes,
-      // Slow uploads (slowloris) are cut by Node itself.
-      requestTimeout: Math.max(60_000, 2 * cfg.timeoutMs),
+      requestTimeout: 2 * cfg.timeoutMs,
+      http: { headersTimeout, connectionsCheckingInterval: Math.max(100, Math.min(5_000, Math.floor(headersTimeout / 4))) },
+      // Malformed requests, oversized headers and Node's timeouts get the service's error shape too.
+      clientErrorHandler: (err, socket) => {
+        const e = answerClientError(err, socket, metrics);
+        if (e) app.log.debug({ status: e.status, code: e.code, cause: err.code }, e.message);
+      },
       forceCloseConnections: 'idle',
       // Requests arriving while closing get our own 503 (below), in the service's error shape.
       return503OnClosing: false,
@@ -72,7 +84,6 @@ export async function createServer(opts: ServeOptions = {}): Promise<FastifyInst
       for (const [k, v] of Object.entries(e.headers)) reply.header(k, v);
       return reply.code(e.status).type('application/json; charset=utf-8').send(errorBody(e));
     };
-    const metrics = createServiceMetrics(queue, model, device.kind === 'ready' ? device.model : undefined);
     const ctx: ServerContext = { cfg, model, device, engine, queue, metrics, state, ready: () => ready, sendError };
 
     registerHooks(app, ctx);
@@ -126,7 +137,11 @@ function registerHooks(app: FastifyInstance, ctx: ServerContext): void {
   app.setErrorHandler((err, req, reply) => {
     const onRaw = req.routeOptions.url === '/v1/classify' && !req.isMultipart();
     const e = toApiError(err, onRaw ? cfg.rawLimits : cfg.limits);
-    if (e.status >= 500) req.log.error({ err }, 'request failed');
+    // A busy or stopping server answers 503 by design: one line, no stack. Other 5xx are
+    // failures: a deliberate one (504) as one error line, anything else with its stack.
+    if (isExpectedUnavailable(e)) req.log.warn({ status: e.status, code: e.code }, e.message);
+    else if (e.status >= 500 && err instanceof ApiError) req.log.error({ status: e.status, code: e.code }, e.message);
+    else if (e.status >= 500) req.log.error({ err }, 'request failed');
     return sendError(req, reply, e);
   });
   app.setNotFoundHandler((req, reply) => sendError(req, reply, new ApiError(404, 'not_found', `no route ${req.method} ${req.url.split('?')[0]}`)));
@@ -155,6 +170,7 @@ function registerHooks(app: FastifyInstance, ctx: ServerContext): void {
     const st = state.get(req);
     if (st) {
       clearTimeout(st.timer);
+      st.stopWatch?.();
       st.ticket?.release();
     }
     const route = req.routeOptions.url ?? 'unmatched';
@@ -162,6 +178,26 @@ function registerHooks(app: FastifyInstance, ctx: ServerContext): void {
     latency.observe(reply.elapsedTime / 1000, { route });
     if (reply.statusCode >= 400) errors.inc({ route, code: st?.errorCode ?? String(reply.statusCode) });
   });
+}
+
+/**
+ * Node's HTTP server failed a connection before any route ('clientError': a malformed request,
+ * headers over the size limit, Node's header or request timeout): answers it in the service's
+ * error shape (unless an answer has already started on it) and closes it.
+ */
+function answerClientError(err: Error & { code?: string }, socket: Socket, metrics: ServiceMetrics): ApiError | undefined {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return undefined; // nobody to answer
+  const e = clientApiError(err.code);
+  metrics.clientErrors.inc({ code: e.code });
+  const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
+  if (socket.writable && inFlight?.headersSent !== true) {
+    const body = JSON.stringify(errorBody(e));
+    const headers = { 'content-type': 'application/json; charset=utf-8', 'content-length': String(Buffer.byteLength(body)), connection: 'close', ...SECURITY_HEADERS };
+    const head = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+    socket.write(`HTTP/1.1 ${e.status} ${STATUS_CODES[e.status] ?? ''}\r\n${head}\r\n${body}`);
+  }
+  socket.destroy();
+  return e;
 }
 
 /** /v1/models, /healthz, /readyz, /metrics and the OpenAPI docs. */

@@ -12,7 +12,15 @@ export interface ServiceMetrics {
   images: Counter;
   rejected: Counter;
   timeouts: Counter;
+  /** Classify requests whose client went away before the answer, by the stage they were in. */
+  abandoned: Counter;
+  /** Connections the server answered itself, before any route (malformed request, header or request timeout). */
+  clientErrors: Counter;
 }
+
+/** Where a classify request is when its client goes away (the `stage` label of phoneside_requests_abandoned_total). */
+export const ABANDON_STAGES = ['upload', 'decode', 'queued', 'inference', 'answer'] as const;
+export type AbandonStage = (typeof ABANDON_STAGES)[number];
 
 export function createServiceMetrics(queue: InferenceQueue, model: LoadedModel, device: LoadedModel | undefined): ServiceMetrics {
   const registry = new Registry();
@@ -23,12 +31,22 @@ export function createServiceMetrics(queue: InferenceQueue, model: LoadedModel, 
     latency: registry.add(new Histogram('phoneside_http_request_duration_seconds', 'Time from request to response, by route.', LATENCY_BUCKETS)),
     inferSeconds: registry.add(new Histogram('phoneside_inference_duration_seconds', 'Time of one inference run (one request batch), in the worker.', LATENCY_BUCKETS)),
     images: registry.add(new Counter('phoneside_images_classified_total', 'Images classified, by label.')),
-    rejected: registry.add(new Counter('phoneside_queue_rejected_total', 'Requests answered 503 because the inference queue was full.')),
+    rejected: registry.add(new Counter('phoneside_queue_rejected_total', 'Requests answered 503 busy: the inference queue was full, or too many bytes of uploads were arriving at once.')),
     timeouts: registry.add(new Counter('phoneside_timeouts_total', 'Requests answered 504 after the per-request timeout.')),
+    abandoned: registry.add(
+      new Counter(
+        'phoneside_requests_abandoned_total',
+        'Classify requests whose client closed the connection before the answer, by stage (upload, decode, queued, inference, answer); their work not yet started was skipped. Not counted as errors.',
+      ),
+    ),
+    clientErrors: registry.add(
+      new Counter('phoneside_http_client_errors_total', 'Connections answered by the HTTP server before any route, by code (bad_request, headers_too_large, request_timeout).'),
+    ),
   };
   // Present from the start (at 0), so dashboards and alerts see the series before the first event.
   m.rejected.inc({}, 0);
   m.timeouts.inc({}, 0);
+  for (const stage of ABANDON_STAGES) m.abandoned.inc({ stage }, 0);
   registry.add(new Gauge('phoneside_queue_depth', 'Admitted classify requests not yet running (decoding or waiting for a slot).', () => queue.depth));
   registry.add(new Gauge('phoneside_inference_running', 'Inference runs in progress.', () => queue.running));
   registry.add(new Gauge('phoneside_queue_capacity', 'Requests that may wait beyond the running ones before 503.', () => queue.capacity));

@@ -25,7 +25,7 @@ import { CV, type CvInput, type CvSettings } from '../options/train.js';
 import { OptionConflictError } from '../options/schema.js';
 import { createRng } from '../util/rng.js';
 import { formatDuration } from '../util/progress.js';
-import { predictLogits } from './fit.js';
+import { predictLogits, TrainingDivergedError } from './fit.js';
 import {
   extractViews, fitOnFeatures, loadTrainingImages, openTrunkFeatures, recordedOptions, resolveModel, resolveRecipe, trainLog,
   type RecipeExtras, type ResolvedExtras,
@@ -109,7 +109,10 @@ export async function crossValidate(dataDir: string, params: CvParams): Promise<
         rng,
       },
       opts,
-    );
+    ).catch((err: unknown) => {
+      if (err instanceof TrainingDivergedError) err.message = `fold ${f + 1}/${folds.length} (held out ${folds[f]!.join(', ')}): ${err.message}`;
+      throw err;
+    });
     const innerLogits = predictLogits(fitted.classifier, inner.val.map((it) => feats.features[it.index]![0]!));
     const temperature = fitTemperature(innerLogits, inner.val.map((it) => labels[it.index]!));
     let testLogits = predictLogits(fitted.classifier, testIdx.map((i) => feats.features[i]![0]!));

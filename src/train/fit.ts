@@ -63,6 +63,29 @@ export interface FitResult {
   epochsRun: number;
 }
 
+/**
+ * Training went numerically wrong: a batch's loss, an epoch's validation loss or a weight became
+ * NaN or infinite (almost always a learning rate far too high). fit stops at once; nothing the
+ * run would save is trustworthy, so train() writes no model (see eval/run-folder.ts).
+ */
+export class TrainingDivergedError extends Error {
+  override readonly name = 'TrainingDivergedError';
+  constructor(
+    readonly epoch: number,
+    /** What went non-finite, e.g. 'training loss NaN (batch 3 of 4)'. */
+    readonly what: string,
+    /** The learning rate of that epoch. */
+    readonly lr: number,
+  ) {
+    super(`training diverged at epoch ${epoch}: ${what} at learning rate ${lr}; lower --lr`);
+  }
+}
+
+/** Whether every value of the variables is finite (one small reduction each: x * 0 is NaN unless x is finite). */
+function allFinite(vars: readonly tf.Variable[]): boolean {
+  return tf.tidy(() => vars.every((v) => Number.isFinite(tf.sum(tf.mul(v, 0)).dataSync()[0]!)));
+}
+
 function stack(rows: readonly Float32Array[], shape: number[]): tf.Tensor {
   const per = rows[0]!.length;
   const buf = new Float32Array(rows.length * per);
@@ -273,6 +296,7 @@ export async function fit(model: ClassifierModel, data: FitData, opts: FitOption
         const batchLoss = (await value.data())[0]!;
         const p = await preds.data();
         tf.dispose([value, preds, ...Object.values(grads)]);
+        if (!Number.isFinite(batchLoss)) throw new TrainingDivergedError(epoch, `training loss ${batchLoss} (batch ${b + 1} of ${batches})`, lr);
         const truth = mixed ? mixed.dominant : labels;
         p.forEach((v, k) => {
           if (v === truth[k]) correct++;
@@ -299,6 +323,11 @@ export async function fit(model: ClassifierModel, data: FitData, opts: FitOption
       };
       history.push(logs);
       for (const cb of opts.callbacks) await cb.onEpochEnd?.(logs, ctl);
+      // After the callbacks, so the epoch is in metrics.jsonl; the checks cost one reduction per variable.
+      if (data.val.length > 0 && !Number.isFinite(val.loss)) {
+        throw new TrainingDivergedError(epoch, `validation loss ${val.loss} (training loss ${logs.trainLoss.toPrecision(3)})`, lr);
+      }
+      if (!allFinite(model.stateVariables)) throw new TrainingDivergedError(epoch, 'the weights are no longer finite', lr);
     }
     for (const cb of opts.callbacks) await cb.onTrainEnd?.(ctl);
   } finally {

@@ -13,7 +13,7 @@ import { DEFAULT_AUGMENT, type AugmentConfig } from '../data/augment.js';
 import { AUGMENT_PRESETS, type AugmentPreset } from '../data/augment-presets.js';
 import { TRAIN, type CV, type TrainInput, type TrainSettings } from '../options/train.js';
 import { OptionConflictError, resolveOptions, type OptionsInput, type ResolvedOptions } from '../options/schema.js';
-import { checkDecodable, scanDataset, type DatasetItem, type DatasetScan, type SkippedFile } from '../data/dataset.js';
+import { checkDecodable, DatasetError, scanDataset, type DatasetItem, type DatasetScan, type SkippedFile } from '../data/dataset.js';
 import { assignGroups, parseGroupSpec } from '../data/groups.js';
 import { readCvReport, type CvCarryOver } from '../eval/cv-report.js';
 import { findNearDuplicates, perceptualHash } from '../data/phash.js';
@@ -30,7 +30,7 @@ import { initTrainingBackend } from './backend.js';
 import type { Callback, EpochLogs } from './callback.js';
 import { CosineAnnealing, EarlyStopping, JsonlLogger, ProgressCallback, ReduceLROnPlateau } from './callbacks.js';
 import { FeatureStore, type ExtractStats, type FeatureTable } from './features.js';
-import { evaluateFeatures, fit, predictLogits, type FitData } from './fit.js';
+import { evaluateFeatures, fit, predictLogits, TrainingDivergedError, type FitData } from './fit.js';
 import { fitTemperature, softmaxWithTemperature } from '../eval/calibration.js';
 import { buildEvaluationReport } from '../eval/evaluation-report.js';
 import { readSplitFile, RUN_FILES, RunFolder, timestampedRunDir, type DataReport, type RunCalibration } from '../eval/run-folder.js';
@@ -169,7 +169,31 @@ export async function loadTrainingImages(
   const skipped = [...scan.skipped, ...checked.skipped];
   for (const s of skipped) log(`warning: skipped ${s.path}: ${s.reason}`);
   for (const w of scan.warnings) log(`warning: ${w}`);
+  refuseUndecodableClasses(scan, candidates, checked.ok, checked.skipped);
   return { scan, items: checked.ok, skipped, classes: scan.classes, scanSeconds, checkSeconds };
+}
+
+/**
+ * A class whose images all failed to decode is refused like an empty class folder (scanDataset's
+ * DatasetError), rather than trained as a class with no examples. In a train/ + val/ layout only
+ * the training images count (scanDataset only warns about a class with no validation images).
+ */
+function refuseUndecodableClasses(
+  scan: DatasetScan, checked: readonly DatasetItem[], ok: readonly DatasetItem[], undecodable: readonly SkippedFile[],
+): void {
+  const counts = new Map<string, number>();
+  for (const it of ok) if (it.split !== 'val') counts.set(it.label, (counts.get(it.label) ?? 0) + 1);
+  const reasons = new Map(undecodable.map((s) => [s.path, s.reason]));
+  for (const c of scan.classes) {
+    if (counts.get(c)) continue;
+    const where = scan.layout === 'classes' ? `${scan.root}/${c}` : `${scan.root}/train/${c}`;
+    const bad = checked.filter((it) => it.label === c && it.split !== 'val' && reasons.has(it.path));
+    const first = bad[0];
+    const why = `${bad.length} file${bad.length === 1 ? '' : 's'} could not be decoded` + (first ? `, e.g. ${first.relPath}: ${reasons.get(first.path)}` : '');
+    throw new DatasetError(
+      scan.layout === 'classes' ? `class folder "${c}" contains no images that decode (${why})` : `class "${c}" has no training images that decode in ${where} (${why})`,
+    );
+  }
 }
 
 /**
@@ -319,7 +343,10 @@ export async function fitOnFeatures(input: FitOnFeaturesInput, opts: FitRecipe):
       ...(opts.balancedSampling ? { balancedSampling: true } : {}),
       ...(opts.ema ? { ema: opts.ema } : {}),
     },
-  );
+  ).catch((err: unknown) => {
+    classifier.dispose(); // e.g. TrainingDivergedError: the model is thrown away
+    throw err;
+  });
   const bestEpoch = !validating || early.bestEpoch === 0 ? result.epochsRun : early.bestEpoch;
   return { classifier, history: result.history, epochsRun: result.epochsRun, bestEpoch, lossCfg };
 }
@@ -636,6 +663,14 @@ async function writeRun(run: RunFolder, trained: TrainedRun): Promise<TrainResul
   return { runDir: run.dir, calibration, bundle, evaluation, history, bestEpoch, timings, skipped, nearDuplicates: data.nearDuplicates, split: data.manifest };
 }
 
+/** A run folder must be new or empty, unless `overwrite` (whose run files are cleared when the run starts writing). */
+async function checkRunTarget(runDir: string, overwrite: boolean): Promise<void> {
+  const there = await RunFolder.contents(runDir);
+  if (there.length === 0 || overwrite) return;
+  const shown = there.slice(0, 4).join(', ') + (there.length > 4 ? ', ...' : '');
+  throw new OptionConflictError(['out', 'overwrite'], ([o, w]) => `${o} ${runDir} is not empty (${shown}); give ${w} to replace the run in it, or another ${o}`);
+}
+
 /**
  * Trains a classifier on `dataDir` and writes its run folder. `options.callbacks` (fastai's `cbs`)
  * get every training event beside the built-in callbacks.
@@ -650,11 +685,16 @@ export async function train(dataDir: string, params: TrainParams = {}): Promise<
   const m = resolveModel(opts);
   checkFromCvModel(cv, m);
   const runDir = opts.out ?? timestampedRunDir(m.spec.id);
+  await checkRunTarget(runDir, opts.overwrite);
 
   const data = await prepareData(dataDir, opts, log, cv);
   const features = await extractFeatures(m, opts, data, log.stream);
-  const run = await RunFolder.create(runDir);
-  const fitted = await fitRun(m, features, data, run, opts, log.stream);
+  // --overwrite: the earlier run's files go now, so nothing of it (metrics, evaluation, report) is mixed with this one.
+  const run = await RunFolder.create(runDir, { clear: opts.overwrite });
+  const fitted = await fitRun(m, features, data, run, opts, log.stream).catch((err: unknown) => {
+    if (err instanceof TrainingDivergedError) err.message += `; no model was saved (${run.metricsFile} has the epochs so far)`;
+    throw err;
+  });
   const calibrated = calibrate(fitted, features, data, opts, log.log);
   return writeRun(run, { dataDir, opts, cv, model: m, data, features, fitted, calibrated, tStart });
 }
