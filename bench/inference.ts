@@ -17,6 +17,8 @@
  *   --threads 1,2      ONNX Runtime / PyTorch intra-op threads
  *   --batch 1,8,32     images per inference call
  *   --backbones LIST   default resnet50,mobilenet_v2
+ *   --precision LIST   fp32,int8 (default): int8 rows time the same classifier statically quantized
+ *                      (QDQ int8, calibrated on the benchmark's JPEGs; see src/infer/quantize.ts)
  *   --python PATH      python3 with torch + torchvision; '' skips PyTorch (default /usr/bin/python3)
  *   --experiments      instead: time ONNX Runtime session options and input layouts
  *   --repeat R         rounds per setting, best kept (default 2); --min-seconds S per round (1.5)
@@ -44,6 +46,8 @@ import { BUNDLE_FORMAT, BUNDLE_VERSION, saveBundle, type ModelBundle } from '../
 import { OnnxGraphBuilder } from '../src/onnx/builder.js';
 import { emitLayerGraph } from '../src/onnx/from-graph.js';
 import { createRng } from '../src/util/rng.js';
+import { calibrateRanges } from '../src/onnx/calibrate.js';
+import { quantizeModel, tensorsToCalibrate, withMetadata } from '../src/onnx/quantize.js';
 
 const { values } = parseArgs({
   options: {
@@ -52,6 +56,7 @@ const { values } = parseArgs({
     threads: { type: 'string', default: '1,2' },
     batch: { type: 'string', default: '1,8,32' },
     backbones: { type: 'string', default: 'resnet50,mobilenet_v2' },
+    precision: { type: 'string', default: 'fp32,int8' },
     python: { type: 'string', default: '/usr/bin/python3' },
     'min-seconds': { type: 'string', default: '1.5' },
     repeat: { type: 'string', default: '2' },
@@ -64,6 +69,8 @@ const N_IMAGES = Number(values.images);
 const THREADS = ints(values.threads!);
 const BATCHES = ints(values.batch!);
 const BACKBONES = values.backbones!.split(',').map((s) => s.trim());
+const PRECISIONS = values.precision!.split(',').map((s) => s.trim()) as ('fp32' | 'int8')[];
+for (const pr of PRECISIONS) if (pr !== 'fp32' && pr !== 'int8') throw new Error(`--precision: fp32 or int8, not '${pr}'`);
 const MIN_MS = Number(values['min-seconds']) * 1000;
 const REPEAT = Math.max(1, Number(values.repeat));
 const MOBILENET_MIRROR = resolve('../shared/weights/mobilenet_v2_0.35_224');
@@ -264,6 +271,7 @@ async function pickFiles(dir: string, n: number): Promise<string[]> {
 
 interface Row {
   backbone: string;
+  precision: 'fp32' | 'int8';
   threads: number;
   batch: number;
   e2e: number;
@@ -288,6 +296,8 @@ interface TorchRow {
 interface Prepared {
   id: string;
   bundleDir: string;
+  /** The int8 graph (exported-file form), when int8 rows are asked for. */
+  int8Onnx?: string;
   gflop: number;
   pre: Preprocessing;
   pixels: Float32Array;
@@ -325,8 +335,24 @@ async function prepare(name: string): Promise<Prepared> {
   if (!again.source.cacheHit) log(`  note: second load of ${spec.id} did not hit the model cache`);
   const decoded = await again.decode(files);
   if (decoded.ok.length !== files.length) throw new Error(`could not decode: ${decoded.errors.filter(Boolean).join('; ')}`);
+  let int8Onnx: string | undefined;
+  if (PRECISIONS.includes('int8')) {
+    // Calibrated on the benchmark's own JPEGs (speed does not depend on the ranges); no gate:
+    // the head is random. Written as an exported file so Classifier.load runs it as it is.
+    const fp32 = new Uint8Array(await readFile(again.source.cachedOnnx!));
+    const tensors = tensorsToCalibrate(fp32);
+    const s = spec.preprocessing.size;
+    const feeds = Array.from({ length: Math.ceil(files.length / 8) }, (_, i) => {
+      const n = Math.min(8, files.length - i * 8);
+      const per = 3 * s * s;
+      return { input: new ort.Tensor('float32', decoded.input.slice(i * 8 * per, (i * 8 + n) * per), [n, 3, s, s]) };
+    });
+    const ranges = await calibrateRanges(fp32, tensors, feeds);
+    int8Onnx = join(work, `${spec.id}.int8.onnx`);
+    await writeFile(int8Onnx, withMetadata(quantizeModel(fp32, ranges).bytes, { precision: 'int8' }));
+  }
   await again.dispose();
-  return { id: spec.id, bundleDir, gflop, pre: spec.preprocessing, pixels: decoded.input, graph, loadMs: { assemble, cached } };
+  return { id: spec.id, bundleDir, ...(int8Onnx ? { int8Onnx } : {}), gflop, pre: spec.preprocessing, pixels: decoded.input, graph, loadMs: { assemble, cached } };
 }
 
 /** bench/torch_bench.py, kept running so that each setting is timed right after phoneside's. */
@@ -402,8 +428,8 @@ async function mainTable(): Promise<void> {
     prepared.push(p);
     log(`${p.id}: ${p.gflop.toFixed(2)} GFLOP/img; load ${(p.loadMs.assemble / 1000).toFixed(1)} s (assembly) / ${(p.loadMs.cached / 1000).toFixed(1)} s (cached)`);
     const per = 3 * p.pre.size * p.pre.size;
-    for (const threads of THREADS) {
-      const clf = await Classifier.load(p.bundleDir, { threads });
+    for (const threads of THREADS) for (const precision of PRECISIONS) {
+      const clf = await Classifier.load(precision === 'int8' ? p.int8Onnx! : p.bundleDir, { threads });
       if (decodeIps === 0) {
         // Decode alone (sharp, libuv threads), batches of 8 as predict does: the e2e ceiling.
         const t0 = performance.now();
@@ -414,12 +440,12 @@ async function mainTable(): Promise<void> {
       for (const batch of BATCHES) {
         // Best of REPEAT rounds, phoneside and PyTorch alternating: bursts of other work on the
         // machine only ever slow a round down.
-        let row: Row & { torch?: TorchRow } = { backbone: p.id, threads, batch, e2e: 0, model: 0 };
+        let row: Row & { torch?: TorchRow } = { backbone: p.id, precision, threads, batch, e2e: 0, model: 0 };
         for (let r = 0; r < REPEAT; r++) {
           const model = await timeModel((x, n) => clf.run(asBatch(x, n)), p.pixels, files.length, per, batch);
           const e2e = await timeE2E(clf, files, batch);
-          log(`  ${p.id} threads ${threads} batch ${batch}: e2e ${f1(e2e)} img/s, model ${f1(model)} img/s (${f1(model * p.gflop)} GFLOP/s)`);
-          const t = await torch?.measure(p.id, threads, batch);
+          log(`  ${p.id} ${precision} threads ${threads} batch ${batch}: e2e ${f1(e2e)} img/s, model ${f1(model)} img/s (${f1(model * p.gflop)} GFLOP/s)`);
+          const t = precision === 'fp32' ? await torch?.measure(p.id, threads, batch) : undefined;
           const tb = row.torch;
           row = {
             ...row, e2e: Math.max(row.e2e, e2e), model: Math.max(row.model, model),
@@ -455,7 +481,7 @@ async function mainTable(): Promise<void> {
     const pair = (a: number, b: number): string => `${f1(a)} / ${f1(b)}`;
     const ratio = t ? `${(r.e2e / Math.max(t.e2e, t.frozenE2e)).toFixed(2)}x / ${(r.model / Math.max(t.model, t.frozenModel)).toFixed(2)}x` : '-';
     out.push(
-      `| ${r.backbone} | ${p.gflop.toFixed(2)} | ${r.threads} | ${r.batch} | ${f1(r.e2e)} | ${f1(r.model)} | ${f1(gf)} (${pct.toFixed(0)}%) | ` +
+      `| ${r.backbone}${r.precision === 'int8' ? ' int8' : ''} | ${p.gflop.toFixed(2)} | ${r.threads} | ${r.batch} | ${f1(r.e2e)} | ${f1(r.model)} | ${r.precision === 'int8' ? `${f1(gf)} (int8 ops; fp32 peak n/a)` : `${f1(gf)} (${pct.toFixed(0)}%)`} | ` +
         `${t ? pair(t.e2e, t.model) : '-'} | ${t ? pair(t.frozenE2e, t.frozenModel) : '-'} | ${ratio} |`,
     );
   }
@@ -476,8 +502,8 @@ async function mainTable(): Promise<void> {
   const r50 = prepared.find((p) => p.id === 'resnet50');
   if (r50) {
     const best = (rs: Row[] | undefined, key: 'e2e' | 'model' = 'e2e'): Row | undefined => rs?.reduce<Row | undefined>((a, r) => (!a || r[key] > a[key] ? r : a), undefined);
-    const b2 = best(rows.filter((r) => r.backbone === 'resnet50' && r.threads === 2));
-    const bm2 = best(rows.filter((r) => r.backbone === 'resnet50' && r.threads === 2), 'model') ?? b2!;
+    const b2 = best(rows.filter((r) => r.backbone === 'resnet50' && r.precision === 'fp32' && r.threads === 2));
+    const bm2 = best(rows.filter((r) => r.backbone === 'resnet50' && r.precision === 'fp32' && r.threads === 2), 'model') ?? b2!;
     const need = 45 * r50.gflop;
     const peak2 = peakOf(2);
     if (b2) {
@@ -487,7 +513,7 @@ async function mainTable(): Promise<void> {
           (need > peak2 ? ': out of reach in fp32 on this CPU at any efficiency, before any time for decoding' : '') +
           `. Decoding shares the same cores: model ${f1(bm2.model)} (best) and decode ${f1(decodeIps)} images/s cap e2e near ${f1(1 / (1 / bm2.model + 1 / decodeIps))} images/s.`,
       );
-      const t2 = rows.filter((r) => r.backbone === 'resnet50' && r.threads === 2).map((r) => r.torch).filter((t) => t !== undefined);
+      const t2 = rows.filter((r) => r.backbone === 'resnet50' && r.precision === 'fp32' && r.threads === 2).map((r) => r.torch).filter((t) => t !== undefined);
       if (t2.length > 0) {
         const eager = Math.max(...t2.map((r) => r.e2e));
         const frozen = Math.max(...t2.map((r) => r.frozenE2e));

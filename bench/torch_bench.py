@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""PyTorch side of `npm run bench` (bench/inference.ts drives it; not meant to be run alone).
+"""PyTorch side of `npm run bench` (bench/inference.ts drives it; not meant to be run alone), and,
+with --train-step, of the training-step column of `npm run bench:stages` (run alone; see
+train_step_bench).
 
 The same architectures as phoneside's classifiers, run by PyTorch on the CPU: torchvision
 ResNet50 / MobileNetV2 (random weights: speed does not depend on them) with phoneside's head
@@ -144,5 +146,78 @@ def main():
         reply(row)
 
 
+def train_step_bench(argv):
+    """`python3 bench/torch_bench.py --train-step [--threads 1,2]`: PyTorch's side of bench/stages.ts's
+    step column. One training step (forward + backward + AdamW) of the same trainable part as
+    phoneside's --top-blocks 1, on a batch of 32 cached cut-layer activations: ResNet50's last
+    bottleneck (activation_45 -> 1x1 512, 3x3 512, 1x1 2048, + identity, frozen BatchNorm) or
+    MobileNetV2 0.35's Conv_1 (1x1 112 -> 1280, frozen BatchNorm, ReLU6), then global average
+    pooling and the head (FC-BN-PReLU-Dropout x 2 -> FC(3)), cross-entropy (the focal loss costs
+    the same). Prints ms per step (median of 5 after 2 warm-up steps) per thread count."""
+    import statistics
+    import torch
+    from torch import nn
+
+    threads = [int(t) for t in (argv[argv.index("--threads") + 1] if "--threads" in argv else "1,2").split(",")]
+    torch.manual_seed(0)
+    torch.set_num_interop_threads(1)
+
+    def head(cin, units):
+        layers = []
+        for u in units:
+            layers += [nn.Linear(cin, u), nn.BatchNorm1d(u), nn.PReLU(u), nn.Dropout(0.5)]
+            cin = u
+        return nn.Sequential(*layers, nn.Linear(cin, 3))
+
+    class Bottleneck(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1, self.b1 = nn.Conv2d(2048, 512, 1), nn.BatchNorm2d(512)
+            self.c2, self.b2 = nn.Conv2d(512, 512, 3, padding=1), nn.BatchNorm2d(512)
+            self.c3, self.b3 = nn.Conv2d(512, 2048, 1), nn.BatchNorm2d(2048)
+
+        def forward(self, x):
+            y = torch.relu(self.b1(self.c1(x)))
+            y = torch.relu(self.b2(self.c2(y)))
+            return torch.relu(self.b3(self.c3(y)) + x)
+
+    def mobilenet_top():
+        return nn.Sequential(nn.Conv2d(112, 1280, 1, bias=False), nn.BatchNorm2d(1280), nn.ReLU6())
+
+    cases = [("resnet50", Bottleneck, 2048, 2048, [512, 128]), ("mobilenet_v2_0.35", mobilenet_top, 112, 1280, [256, 64])]
+    print("backbone           step ms/batch32 (PyTorch %s, CPU): %s" % (torch.__version__, " | ".join(f"{t} thread(s)" for t in threads)))
+    for name, make_top, cin, width, units in cases:
+        row = []
+        for t in threads:
+            torch.set_num_threads(t)
+            top, hd = make_top(), head(width, units)
+            for m in top.modules():  # frozen BatchNorm, as phoneside's fine-tuned blocks
+                if isinstance(m, nn.BatchNorm2d):
+                    m.eval()
+                    m.weight.requires_grad_(False)
+                    m.bias.requires_grad_(False)
+            hd.train()
+            params = [p for p in list(top.parameters()) + list(hd.parameters()) if p.requires_grad]
+            opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-4)
+            x = torch.relu(torch.randn(32, cin, 7, 7))
+            y = torch.arange(32) % 3
+            times = []
+            for i in range(7):
+                t0 = time.perf_counter()
+                opt.zero_grad(set_to_none=True)
+                logits = hd(top(x).mean(dim=(2, 3)))
+                loss = nn.functional.cross_entropy(logits, y)
+                loss.backward()
+                opt.step()
+                loss.item()
+                if i >= 2:
+                    times.append((time.perf_counter() - t0) * 1000)
+            row.append(f"{statistics.median(times):8.1f}")
+        print(f"{name:18} {' | '.join(row)}")
+
+
 if __name__ == "__main__":
-    main()
+    if "--train-step" in sys.argv:
+        train_step_bench(sys.argv)
+    else:
+        main()

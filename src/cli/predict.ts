@@ -114,8 +114,15 @@ export function cmdPredict(args: string[], io: CliIO): Promise<number> {
     const { files, problems } = await expandInputs(paths);
     if (files.length === 0 && problems.length === 0) throw new CommandUsageError(`no image files found in ${escapeControl(paths.join(' '))}`);
     await applyModelWeights(values.weights, [values.model]);
-    const { model, tta, threads, ...decision } = libraryOptions(PREDICT.options, values);
-    const clf = await Classifier.load(model, { ...(tta !== undefined ? { tta } : {}), ...(threads !== undefined ? { threads } : {}) });
+    const { model, tta, threads, precision, calibration, gateData, force, ...decision } = libraryOptions(PREDICT.options, values);
+    const clf = await Classifier.load(model, {
+      ...(tta !== undefined ? { tta } : {}),
+      ...(threads !== undefined ? { threads } : {}),
+      ...(precision !== undefined ? { precision } : {}),
+      ...(calibration !== undefined ? { calibration } : {}),
+      ...(gateData !== undefined ? { gateData } : {}),
+      force,
+    });
     try {
       return await printPredictions(clf, files, problems, { ...decision, format, quiet: values.quiet === true }, io);
     } finally {

@@ -26,6 +26,8 @@ import { classifierMetadata, parseClassifierMetadata, parseThresholds, readOnnxM
 import { resolveModelPath } from './load.js';
 import { emitterFingerprint, packageVersion } from './package.js';
 import { decide, type Prediction } from './prediction.js';
+import { withMetadata } from '../onnx/quantize.js';
+import { quantizationKey, quantizeClassifier, type Precision, type QuantizeClassifierOptions } from './quantize.js';
 
 /**
  * How Classifier.load loads a model. The backbones' ImageNet weights are not an option: they are
@@ -43,6 +45,19 @@ export interface LoadClassifierOptions {
    * An exported .onnx file has it built in (or not): asking for the other is an error.
    */
   tta?: boolean;
+  /**
+   * 'int8': the graph statically quantized (infer/quantize.ts), calibrated on `calibration` and
+   * checked against fp32 on `gateData` (QuantizationGateError when it fails, unless `force`);
+   * cached like the fp32 graph, keyed by the calibration images too. Default fp32; an exported
+   * .onnx file runs as exported (asking for the other precision is an error).
+   */
+  precision?: Precision;
+  /** int8: folder of calibration photos (default the phones data set when present). */
+  calibration?: string;
+  /** int8: folder of labelled photos for the gate (default the phones data set when present). */
+  gateData?: string;
+  /** int8: use the quantized graph even if it fails the gate or there is no gate data. */
+  force?: boolean;
 }
 
 export interface ClassifyOptions {
@@ -276,7 +291,46 @@ async function locateEnsemble(dir: string, opts: Pick<LoadClassifierOptions, 'ca
  * its files and its backbones' weights. No ONNX Runtime session is made, so callers that run the
  * model elsewhere (the server's worker threads) pay for one session, not two.
  */
-export async function locateClassifierOnnx(model: string, opts: Pick<LoadClassifierOptions, 'cache' | 'tta'> = {}): Promise<ClassifierOnnx> {
+export async function locateClassifierOnnx(model: string, opts: Pick<LoadClassifierOptions, 'cache' | 'tta' | 'precision' | 'calibration' | 'gateData' | 'force'> = {}): Promise<ClassifierOnnx> {
+  const found = await locateFp32(model, opts);
+  if (found.source.kind === 'onnx') {
+    const own = found.info.precision ?? 'fp32';
+    if (opts.precision !== undefined && opts.precision !== own) {
+      throw new Error(`${found.source.path} is an exported ONNX file in ${own}; export it again with --precision ${opts.precision}`);
+    }
+    return found;
+  }
+  return opts.precision === 'int8' ? toInt8(found, opts) : found;
+}
+
+/**
+ * The int8 graph of an assembled (bundle or ensemble) classifier: from the cache, keyed by the
+ * fp32 graph's bytes and the calibration set (quantizationKey), or quantized and stored there.
+ */
+async function toInt8(found: ClassifierOnnx, opts: Pick<LoadClassifierOptions, 'cache' | 'calibration' | 'gateData' | 'force'>): Promise<ClassifierOnnx> {
+  const fp32 = 'path' in found.onnx ? new Uint8Array(await readFile(found.onnx.path)) : found.onnx.bytes;
+  const q: QuantizeClassifierOptions = {
+    ...(opts.calibration !== undefined ? { calibration: opts.calibration } : {}),
+    ...(opts.gateData !== undefined ? { gateData: opts.gateData } : {}),
+    ...(opts.force !== undefined ? { force: opts.force } : {}),
+  };
+  const info: ClassifierInfo = { ...found.info, precision: 'int8' };
+  const variant = [found.variant, 'precision=int8'].filter((v) => v !== undefined).join(',');
+  let cachePath: string | undefined;
+  if (opts.cache !== false) {
+    const key = createHash('sha256').update('phoneside-int8\n').update(createHash('sha256').update(fp32).digest('hex')).update(`\n${await quantizationKey(q)}`).digest('hex');
+    cachePath = join(env.cacheDir, 'models', `${key}.int8.onnx`);
+    if (await cachedFile(cachePath)) {
+      return { ...found, info, variant, source: { ...found.source, cachedOnnx: cachePath, cacheHit: true }, onnx: { path: cachePath } };
+    }
+  }
+  const { bytes, record } = await quantizeClassifier(fp32, found.info, q);
+  const { onnx, cachedOnnx } = await store(withMetadata(bytes, { precision: 'int8', quantization: JSON.stringify(record) }), cachePath);
+  const { cachedOnnx: _fp32Cache, ...source } = found.source;
+  return { ...found, info, variant, source: { ...source, cacheHit: false, ...(cachedOnnx ? { cachedOnnx } : {}) }, onnx };
+}
+
+async function locateFp32(model: string, opts: Pick<LoadClassifierOptions, 'cache' | 'tta'>): Promise<ClassifierOnnx> {
   if (await isFile(model)) return onnxFileClassifier(model, opts.tta);
   if (!(await exists(model))) throw new Error(`${model} is not a phoneside model: no such file or folder, nor the name of a shipped model`);
   if (await isEnsembleDir(model)) return locateEnsemble(model, opts);

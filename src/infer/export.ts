@@ -7,6 +7,10 @@
  * What is refused: a target that does not end in .onnx, an existing target without `overwrite`
  * (a folder always), a bundle whose weights are damaged (sha256) or not finite (loadBundle), and
  * a graph whose output on two test images (mid-grey and seeded noise) is not finite.
+ *
+ * `precision: 'int8'` writes the statically quantized graph instead (see infer/quantize.ts),
+ * only when it passes the accuracy gate against the fp32 graph (or with `force`); the figures
+ * are in the result and in the file's metadata ('quantization').
  */
 import { stat } from 'node:fs/promises';
 import * as ort from 'onnxruntime-node';
@@ -21,6 +25,8 @@ import { buildClassifierOnnx, buildEnsembleOnnx, checkFiniteOutput, NonFiniteOut
 import { isEnsembleDir } from './ensemble.js';
 import { resolveModelPath } from './load.js';
 import type { ClassifierInfo } from './onnx-meta.js';
+import { withMetadata } from '../onnx/quantize.js';
+import { quantizeClassifier, type QuantizationRecord } from './quantize.js';
 
 /** `export`'s options: the table in src/options/infer.ts (same names as the CLI's flags; `out` required). */
 export type ExportOptions = ExportInput;
@@ -29,16 +35,23 @@ export interface ExportResult {
   path: string;
   bytes: number;
   info: ClassifierInfo;
+  /** With precision 'int8': the calibration, the gate's figures and what was quantized. */
+  quantization?: QuantizationRecord;
 }
 
 /** Writes the classifier of `model` (a shipped name, bundle, run or ensemble folder; default the shipped default) to `out`, atomically. */
-export async function exportClassifier(options: ExportOptions): Promise<ExportResult>;
+export async function exportClassifier(options: ExportOptions, log?: (line: string) => void): Promise<ExportResult>;
 /** @deprecated the old form, for one release: `exportClassifier({ model, out, ...options })`. */
 export async function exportClassifier(model: string, out: string, options?: Omit<ExportOptions, 'model' | 'out'>): Promise<ExportResult>;
-export async function exportClassifier(first: ExportOptions | string, outArg?: string, rest: Omit<ExportOptions, 'model' | 'out'> = {}): Promise<ExportResult> {
+export async function exportClassifier(
+  first: ExportOptions | string,
+  outArg?: string | ((line: string) => void),
+  rest: Omit<ExportOptions, 'model' | 'out'> = {},
+): Promise<ExportResult> {
+  const log = typeof outArg === 'function' ? outArg : undefined;
   if (typeof first === 'string') {
     warnDeprecated('exportClassifier(model, out, options)', 'exportClassifier({ model, out, ...options })');
-    return exportClassifier({ ...rest, model: first, ...(outArg !== undefined ? { out: outArg } : {}) });
+    return exportClassifier({ ...rest, model: first, ...(typeof outArg === 'string' ? { out: outArg } : {}) });
   }
   const opts = resolveOptions(EXPORT.options, first);
   const out = opts.out;
@@ -56,6 +69,19 @@ export async function exportClassifier(first: ExportOptions | string, outArg?: s
   const build = opts.tta !== undefined ? { tta: opts.tta } : {};
   const { bytes, info } = (await isEnsembleDir(model)) ? await buildEnsembleOnnx(model, build) : await buildClassifierOnnx(await loadBundle(model), build);
   await checkExportedOutput(bytes, info, model);
+  if (opts.precision === 'int8') {
+    const q = await quantizeClassifier(bytes, info, {
+      ...(opts.calibration !== undefined ? { calibration: opts.calibration } : {}),
+      ...(opts.gateData !== undefined ? { gateData: opts.gateData } : {}),
+      force: opts.force,
+      ...(log !== undefined ? { log } : {}),
+    });
+    const int8Info: ClassifierInfo = { ...info, precision: 'int8' };
+    const int8 = withMetadata(q.bytes, { precision: 'int8', quantization: JSON.stringify(q.record) });
+    await checkExportedOutput(int8, int8Info, model);
+    await writeFileAtomic(out, int8);
+    return { path: out, bytes: int8.length, info: int8Info, quantization: q.record };
+  }
   await writeFileAtomic(out, bytes);
   return { path: out, bytes: bytes.length, info };
 }

@@ -40,6 +40,11 @@ export interface ClassifierInfo {
    * averages. The ensemble's own `temperature` is then 1 (each member applies its own).
    */
   ensemble?: { members: EnsembleMemberInfo[] };
+  /**
+   * 'int8' for a statically quantized graph (QDQ int8 weights and activations, see
+   * infer/quantize.ts); absent = fp32. The input and output stay float32.
+   */
+  precision?: 'int8';
 }
 
 /** One member of an ensemble, as recorded in ClassifierInfo and the ONNX metadata. */
@@ -82,6 +87,7 @@ export function classifierMetadata(info: ClassifierInfo): Record<string, string>
     // Written only when used, so that files without them read exactly as before.
     ...(info.tta !== undefined ? { tta: info.tta } : {}),
     ...(info.ensemble !== undefined ? { ensemble: JSON.stringify(info.ensemble) } : {}),
+    ...(info.precision !== undefined ? { precision: info.precision } : {}),
   };
 }
 
@@ -165,6 +171,8 @@ export function parseClassifierMetadata(meta: Record<string, string>, where: str
   const temperature = meta['temperature'] !== undefined ? Number(meta['temperature']) : 1;
   const tta = parseTta(meta['tta'], `${where}: metadata`);
   const ensemble = meta['ensemble'] !== undefined ? parseEnsembleMeta(json('ensemble'), where) : undefined;
+  const precision = meta['precision'];
+  if (precision !== undefined && precision !== 'int8' && precision !== 'fp32') throw new Error(`${where}: metadata 'precision' must be int8 or fp32, not '${precision}'`);
   return {
     classes: classes as string[],
     preprocessing: { size: p.size!, channelOrder: p.channelOrder, mean: p.mean, std: p.std, resize: p.resize! },
@@ -174,6 +182,7 @@ export function parseClassifierMetadata(meta: Record<string, string>, where: str
     createdAt: meta['created_at'] ?? '',
     ...(tta !== undefined ? { tta } : {}),
     ...(ensemble !== undefined ? { ensemble } : {}),
+    ...(precision === 'int8' ? { precision } : {}),
   };
 }
 

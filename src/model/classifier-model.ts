@@ -26,6 +26,8 @@ export class ClassifierModel {
   readonly head: ClassifierHead;
   readonly featureShape: number[];
   readonly cut: string;
+  /** Width of the head's input: the pooled output of the top blocks (or the pooled trunk). */
+  readonly headInputDim: number;
   private readonly cutShape: [number, number, number];
 
   constructor(opts: ClassifierModelOptions) {
@@ -45,6 +47,7 @@ export class ClassifierModel {
       this.top = undefined;
       inputDim = opts.featureShape[0]!;
     }
+    this.headInputDim = inputDim;
     this.head = new ClassifierHead({ ...opts.head, inputDim }, opts.rng);
   }
 

@@ -22,6 +22,29 @@ export const TTA_OPTION = {
   },
 } as const;
 
+/** int8: the precision of the graph run, and the data its quantization is calibrated and checked on. */
+export const PRECISION_OPTIONS = {
+  precision: {
+    kind: 'choice',
+    choices: ['fp32', 'int8'],
+    defaultText: 'fp32 (an exported .onnx file: as exported)',
+    help: 'int8: the whole classifier statically quantized (int8 weights per channel, uint8 activations, QDQ), calibrated on --calibration and refused unless it agrees with fp32 on --gate-data',
+  },
+  calibration: {
+    kind: 'string',
+    placeholder: 'DIR',
+    defaultText: '../shared/datasets/phones when present',
+    help: 'int8: photos to calibrate the activation ranges on (256 of them, spread over its class folders or manifest.csv labels)',
+  },
+  gateData: {
+    kind: 'string',
+    placeholder: 'DIR',
+    defaultText: '../shared/datasets/phones when present',
+    help: 'int8: labelled photos (one folder per class, or a manifest.csv) that int8 is checked on: top label the same as fp32 on >= 99.5% of them and accuracy within 0.5 points',
+  },
+  force: { kind: 'boolean', default: false, help: 'int8: use (or write) the quantized model even if it fails that check or there is nothing to check it on' },
+} as const;
+
 /**
  * Where weights come from: these set the process-wide `env` (library users assign `env.cacheDir`,
  * `env.offline`, `env.weightsDir[id]` directly), so they are CLI-only here.

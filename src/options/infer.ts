@@ -1,5 +1,5 @@
 /** The options of the verbs that run trained models: predict, evaluate, export, compare, ensemble, models. */
-import { ENV_OPTIONS, JSON_OPTION, MODEL_OPTION, THREADS_OPTION, TTA_OPTION } from './common.js';
+import { ENV_OPTIONS, JSON_OPTION, MODEL_OPTION, PRECISION_OPTIONS, THREADS_OPTION, TTA_OPTION } from './common.js';
 import { defineVerb, type OptionsInput, type ResolvedOptions } from './schema.js';
 
 /** How a prediction becomes an answer: shared by predict, the library's classify and serve. */
@@ -27,6 +27,7 @@ export const PREDICT = defineVerb({
     batchSize: { kind: 'integer', min: 1, default: 8, help: 'images per inference call' },
     ...TTA_OPTION,
     ...THREADS_OPTION,
+    ...PRECISION_OPTIONS,
     quiet: { kind: 'boolean', short: 'q', cli: 'only', help: 'no progress bar, no summary' },
     ...ENV_OPTIONS,
   },
@@ -71,6 +72,7 @@ export const EXPORT = defineVerb({
     out: { kind: 'string', short: 'o', placeholder: 'FILE', help: 'the .onnx file to write (required; must end in .onnx)' },
     overwrite: { kind: 'boolean', default: false, help: 'replace --out if it exists (otherwise an existing file is refused)' },
     ...TTA_OPTION,
+    ...PRECISION_OPTIONS,
     ...ENV_OPTIONS,
   },
 });

@@ -1,5 +1,5 @@
 /** The options of `serve`: the same names in the CLI (kebab-case) and in `startServer()`. */
-import { ENV_OPTIONS, MODEL_OPTION } from './common.js';
+import { ENV_OPTIONS, MODEL_OPTION, PRECISION_OPTIONS } from './common.js';
 import { defineVerb, type OptionsInput, type ResolvedOptions } from './schema.js';
 
 export const SERVE = defineVerb({
@@ -25,6 +25,7 @@ export const SERVE = defineVerb({
     },
     tta: { kind: 'boolean', help: "test-time augmentation for --model (image + mirror image, logits averaged, inside the ONNX graph; on by default when the model's manifest asks for it)" },
     deviceTta: { kind: 'boolean', help: 'the same for --device-model (the browser runs the TTA graph)' },
+    ...PRECISION_OPTIONS,
     host: { kind: 'string', default: '127.0.0.1', placeholder: 'HOST', help: 'address to bind (0.0.0.0 exposes it to the network: set an API key)' },
     port: { kind: 'integer', short: 'p', min: 0, max: 65535, default: 8080, help: 'port (0 = any free port)' },
     apiKey: { kind: 'string', placeholder: 'KEY', envVar: 'PHONESIDE_API_KEY', help: 'require KEY on /v1/* (Authorization: Bearer KEY or X-API-Key: KEY)' },

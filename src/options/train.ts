@@ -52,6 +52,13 @@ export const RECIPE_OPTIONS = {
   patience: { kind: 'integer', group: 'Optimisation', min: 1, default: 5, help: 'early stopping patience on validation loss (epochs)' },
   minDelta: { kind: 'number', group: 'Optimisation', min: 0, default: 1e-3, help: 'smallest drop of validation loss that counts as improvement' },
   backend: { kind: 'choice', group: 'Optimisation', choices: ['wasm', 'cpu'], default: 'wasm', help: 'tfjs backend for the trainable layers' },
+  workers: {
+    kind: 'integer',
+    group: 'Optimisation',
+    min: 1,
+    defaultText: 'all cores with --top-blocks >= 1 (fine-tuned blocks of >= 5 M multiply-adds per image), else 1',
+    help: 'threads that train the fine-tuned blocks, each on a share of every batch (same model as 1 within float rounding; reproducible for a given count)',
+  },
   featureCache: { kind: 'boolean', group: 'Optimisation', default: true, help: 'cache trunk features on disk under the cache folder (--no-feature-cache: compute them every run)' },
   ...THREADS_OPTION,
   verbose: { kind: 'boolean', flag: 'quiet', inverted: true, default: true, help: 'progress output and summaries (--quiet: none)' },

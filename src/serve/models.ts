@@ -53,6 +53,11 @@ export interface ModelLoadOptions {
   cache?: boolean;
   /** Test-time augmentation, as LoadClassifierOptions.tta (default: as the model says). */
   tta?: boolean;
+  /** int8 and its calibration / gate data, as in LoadClassifierOptions. */
+  precision?: 'fp32' | 'int8';
+  calibration?: string;
+  gateData?: string;
+  force?: boolean;
 }
 
 function versionOf(createdAt: string, digest: string): string {
@@ -130,6 +135,10 @@ export async function loadModel(model: string | undefined, opts: ModelLoadOption
   const found = await locateClassifierOnnx(path, {
     ...(opts.cache === false ? { cache: false } : {}),
     ...(opts.tta !== undefined ? { tta: opts.tta } : {}),
+    ...(opts.precision !== undefined ? { precision: opts.precision } : {}),
+    ...(opts.calibration !== undefined ? { calibration: opts.calibration } : {}),
+    ...(opts.gateData !== undefined ? { gateData: opts.gateData } : {}),
+    ...(opts.force !== undefined ? { force: opts.force } : {}),
   });
   if (found.source.kind === 'onnx') return loadOnnxFile(found.source.path, id);
   const dir = found.source.path;

@@ -50,7 +50,13 @@ export async function createServer(opts: ServeOptions = {}): Promise<FastifyInst
     ...(opts.cache === false ? { cache: false } : {}),
     ...(tta !== undefined ? { tta } : {}),
   });
-  const model = await loadModel(cfg.model, loadOpts(opts.tta));
+  const model = await loadModel(cfg.model, {
+    ...loadOpts(opts.tta),
+    ...(opts.precision !== undefined ? { precision: opts.precision } : {}),
+    ...(opts.calibration !== undefined ? { calibration: opts.calibration } : {}),
+    ...(opts.gateData !== undefined ? { gateData: opts.gateData } : {}),
+    ...(opts.force !== undefined ? { force: opts.force } : {}),
+  });
   const device = cfg.deviceModel === false ? ({ kind: 'none' } as const) : await loadDeviceModel(cfg.deviceModel, loadOpts(opts.deviceTta), cfg.thresholds);
   const pre = model.info.preprocessing;
   const engine = await startEngine({ model: model.onnx, size: pre.size, classes: model.info.classes.length, workers: cfg.workers, threads: cfg.threads });
@@ -217,6 +223,8 @@ function registerInfoRoutes(app: FastifyInstance, ctx: ServerContext): void {
     temperature: m.info.temperature,
     // Test-time augmentation inside the graph ('hflip'), or null.
     tta: m.info.tta ?? null,
+    // 'int8' for a statically quantized graph (--precision int8), else 'fp32'.
+    precision: m.info.precision ?? 'fp32',
     // For an ensemble: its members (backbone, temperature, preprocessing), averaged in the graph.
     ...(m.info.ensemble !== undefined ? { ensemble: m.info.ensemble } : {}),
     createdAt: m.info.createdAt,

@@ -13,6 +13,10 @@
  * in onEpochEnd) and its restore (in onTrainEnd) all see EMA weights, and when fit returns the
  * model holds the EMA weights of the last epoch or, if early stopping restored, of the best one.
  * BatchNorm moving statistics are not averaged: they stay as trained (snapshots include them).
+ *
+ * With `workers` > 1 and fine-tuned top blocks, the top blocks' forward and backward passes (and
+ * validation's forward) run split across worker threads, the head on this thread on the whole
+ * batch (parallel.ts); everything else above (order, views, mixup, EMA, snapshots) is unchanged.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { ClassifierModel } from '../model/classifier-model.js';
@@ -23,6 +27,8 @@ import type { Callback, EpochLogs, TrainerControl } from './callback.js';
 import type { FeatureTable } from './features.js';
 import { makeLoss, makeSoftTargetLoss, type LossConfig } from './loss.js';
 import { AdamOptimizer, type OptimizerConfig } from './optimizer.js';
+import type { TrainingBackend } from './backend.js';
+import { ParallelTop } from './parallel.js';
 
 export interface FitData {
   /** train[i][v]: trunk output of training image i, view v. */
@@ -56,6 +62,14 @@ export interface FitOptions {
   balancedSampling?: boolean;
   /** Decay of an exponential moving average of the trainable weights, in (0, 1); 0 or undefined: off. */
   ema?: number;
+  /**
+   * Worker threads for the fine-tuned top blocks (data-parallel, see parallel.ts); 1 or undefined:
+   * everything on this thread. Ignored without top blocks (the head alone is too small to split).
+   * Same results as 1 within float rounding; for a given count, runs are reproducible.
+   */
+  workers?: number;
+  /** The tfjs backend the workers initialise (the caller's is already set); default 'wasm'. */
+  backend?: TrainingBackend;
 }
 
 export interface FitResult {
@@ -256,6 +270,26 @@ export async function fit(model: ClassifierModel, data: FitData, opts: FitOption
   const history: EpochLogs[] = [];
   const n = data.train.length;
   const batches = Math.ceil(n / opts.batchSize);
+  const workers = Math.min(opts.workers ?? 1, opts.batchSize);
+  if (!Number.isInteger(workers) || workers < 1) throw new RangeError(`workers must be an integer >= 1, got ${opts.workers}`);
+  let parallel: ParallelTop | undefined;
+  try {
+    if (model.top && workers > 1) {
+      parallel = await ParallelTop.create({
+        top: model.top,
+        featureShape: model.featureShape,
+        width: model.headInputDim,
+        workers,
+        maxRows: opts.batchSize,
+        backend: opts.backend ?? 'wasm',
+      });
+    }
+  } catch (err) {
+    optimizer.dispose();
+    ema?.dispose();
+    throw err;
+  }
+  const headVars = model.head.trainableVariables;
   for (const cb of opts.callbacks) await cb.onTrainBegin?.(ctl);
   try {
     for (let epoch = 1; epoch <= opts.epochs && !ctl.stopTraining; epoch++) {
@@ -279,18 +313,48 @@ export async function fit(model: ClassifierModel, data: FitData, opts: FitOption
         const labels = idx.map((i) => data.trainLabels[i]!);
         const seed = opts.rng.int(0, 2 ** 31 - 1);
         const mixed = softLoss ? mixupBatch(rows, labels, numClasses, mixup, mixRng) : undefined;
-        const { value, grads, preds } = tf.tidy(() => {
-          const x = stack(mixed ? mixed.rows : rows, model.featureShape);
-          const y = tf.tensor1d(labels, 'int32');
-          const q = mixed ? tf.tensor2d(mixed.targets, [labels.length, numClasses]) : undefined;
-          let predsT: tf.Tensor | undefined;
-          const r = tf.variableGrads(() => {
-            const logits = model.forward(x, true, seed);
-            predsT = tf.keep(tf.argMax(logits, 1));
-            return softLoss && q ? softLoss(logits, q) : loss(logits, y);
-          }, vars);
-          return { value: r.value, grads: r.grads, preds: predsT! };
-        });
+        const gradStep = (xt: tf.Tensor, wrt: tf.Variable[], forward: (x: tf.Tensor) => tf.Tensor2D) =>
+          tf.tidy(() => {
+            const y = tf.tensor1d(labels, 'int32');
+            const q = mixed ? tf.tensor2d(mixed.targets, [labels.length, numClasses]) : undefined;
+            let predsT: tf.Tensor | undefined;
+            const r = tf.variableGrads(() => {
+              const logits = forward(xt);
+              predsT = tf.keep(tf.argMax(logits, 1));
+              return softLoss && q ? softLoss(logits, q) : loss(logits, y);
+            }, wrt);
+            return { value: r.value, grads: r.grads, preds: predsT! };
+          });
+        let step: { value: tf.Scalar; grads: tf.NamedTensorMap; preds: tf.Tensor };
+        if (parallel) {
+          // Top blocks on the workers, the head here on the whole batch (see parallel.ts).
+          let headOut: typeof step | undefined;
+          const topGrads = await parallel.step(mixed ? mixed.rows : rows, (pooled, rowsN) => {
+            const pooledT = tf.tensor2d(pooled, [rowsN, model.headInputDim]);
+            const pooledVar = tf.variable(pooledT, true);
+            pooledT.dispose();
+            try {
+              headOut = gradStep(pooledVar, [...headVars, pooledVar], (p) => model.head.apply(p as tf.Tensor2D, true, seed));
+              const dPooled = headOut.grads[pooledVar.name]!;
+              delete headOut.grads[pooledVar.name];
+              const d = (dPooled.dataSync() as Float32Array).slice();
+              dPooled.dispose();
+              return d;
+            } finally {
+              pooledVar.dispose();
+            }
+          });
+          step = headOut!;
+          model.topVariables.forEach((v, i) => {
+            step.grads[v.name] = tf.tensor(topGrads[i]!, v.shape);
+          });
+        } else {
+          step = tf.tidy(() => {
+            const x = stack(mixed ? mixed.rows : rows, model.featureShape);
+            return gradStep(x, vars, (xt) => model.forward(xt, true, seed));
+          });
+        }
+        const { value, grads, preds } = step;
         optimizer.apply(vars, grads, lrScale);
         ema?.update();
         const batchLoss = (await value.data())[0]!;
@@ -308,9 +372,11 @@ export async function fit(model: ClassifierModel, data: FitData, opts: FitOption
       ema?.swapIn(); // validate (and let callbacks snapshot) the EMA weights
       // Without a validation split (training on all images) the validation figures are NaN.
       const val =
-        data.val.length > 0
-          ? evaluateFeatures(model, data.val, data.valLabels, data.classes, opts.loss)
-          : { loss: NaN, accuracy: NaN, macroF1: NaN };
+        data.val.length === 0
+          ? { loss: NaN, accuracy: NaN, macroF1: NaN }
+          : parallel
+            ? evaluateLogits(await predictLogitsParallel(model, parallel, data.val), data.valLabels, data.classes, opts.loss)
+            : evaluateFeatures(model, data.val, data.valLabels, data.classes, opts.loss);
       const logs: EpochLogs = {
         epoch,
         trainLoss: lossSum / Math.max(seen, 1),
@@ -333,6 +399,7 @@ export async function fit(model: ClassifierModel, data: FitData, opts: FitOption
   } finally {
     snapshot?.forEach((t) => t.dispose());
     optimizer.dispose();
+    await parallel?.close();
     ema?.dispose(); // the model keeps what it holds now: EMA weights, unless training failed mid-epoch
 
   }
@@ -347,8 +414,30 @@ export function evaluateFeatures(
   classes: readonly string[],
   lossCfg: LossConfig,
 ): { loss: number; accuracy: number; macroF1: number; probs: number[][] } {
+  return evaluateLogits(predictLogits(model, rows), labels, classes, lossCfg);
+}
+
+/** Logits for feature rows, in inference mode, the top blocks running on the workers. */
+async function predictLogitsParallel(model: ClassifierModel, parallel: ParallelTop, rows: readonly Float32Array[], chunk = 64): Promise<number[][]> {
+  const out: number[][] = [];
+  for (let i = 0; i < rows.length; i += chunk) {
+    const part = rows.slice(i, i + chunk);
+    const pooled = await parallel.forward(part);
+    const logits = tf.tidy(() => model.head.apply(tf.tensor2d(pooled, [part.length, model.headInputDim]), false));
+    out.push(...(logits.arraySync() as number[][]));
+    logits.dispose();
+  }
+  return out;
+}
+
+/** Loss, accuracy and macro F1 from logits. */
+export function evaluateLogits(
+  logits: number[][],
+  labels: readonly number[],
+  classes: readonly string[],
+  lossCfg: LossConfig,
+): { loss: number; accuracy: number; macroF1: number; probs: number[][] } {
   const loss = makeLoss(lossCfg);
-  const logits = predictLogits(model, rows);
   const lossValue = tf.tidy(() => loss(tf.tensor2d(logits), tf.tensor1d([...labels], 'int32')).dataSync()[0]!);
   const probs = tf.tidy(() => tf.softmax(tf.tensor2d(logits)).arraySync() as number[][]);
   const m = classificationMetrics([...labels], probs.map(argmax), classes);

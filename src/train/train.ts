@@ -27,6 +27,7 @@ import { argmax } from '../util/argmax.js';
 import { createRng, type Rng } from '../util/rng.js';
 import { ProgressBar, type ProgressStream } from '../util/progress.js';
 import { initTrainingBackend } from './backend.js';
+import { defaultTrainingWorkers } from './parallel.js';
 import type { Callback, EpochLogs } from './callback.js';
 import { CosineAnnealing, EarlyStopping, JsonlLogger, ProgressCallback, ReduceLROnPlateau } from './callbacks.js';
 import { FeatureStore, type ExtractStats, type FeatureTable } from './features.js';
@@ -291,7 +292,7 @@ export type FitRecipe = Pick<
   TrainOptions,
   'backend' | 'dropout' | 'loss' | 'gamma' | 'classAlpha' | 'patience' | 'minDelta' | 'scheduler' | 'lrFactor' | 'lrPatience' |
   'lr' | 'epochs' | 'batchSize' | 'optimizer' | 'weightDecay' | 'topLrScale' |
-  'labelSmoothing' | 'mixup' | 'balancedSampling' | 'ema' | 'callbacks'
+  'labelSmoothing' | 'mixup' | 'balancedSampling' | 'ema' | 'workers' | 'callbacks'
 >;
 
 export interface FittedModel {
@@ -342,6 +343,8 @@ export async function fitOnFeatures(input: FitOnFeaturesInput, opts: FitRecipe):
       ...(opts.mixup ? { mixup: opts.mixup } : {}),
       ...(opts.balancedSampling ? { balancedSampling: true } : {}),
       ...(opts.ema ? { ema: opts.ema } : {}),
+      workers: opts.workers ?? defaultTrainingWorkers(classifier.top),
+      backend: opts.backend,
     },
   ).catch((err: unknown) => {
     classifier.dispose(); // e.g. TrainingDivergedError: the model is thrown away

@@ -1,0 +1,301 @@
+/**
+ * int8 classifiers: the whole fp32 classifier graph quantized statically (QDQ, see
+ * onnx/quantize.ts), calibrated on a few hundred labelled photos and then held to a gate on
+ * every photo of a gate data set: top-label agreement with fp32 >= 99.5 %, and accuracy (top
+ * class, no thresholds) within 0.5 points of fp32's. A model that fails is refused unless
+ * `force`. Used by export (`--precision int8`) and by Classifier.load (predict, serve), which
+ * caches the result.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join, relative, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as ort from 'onnxruntime-node';
+import { normalizeToCHW } from '../backbones/preprocess.js';
+import { isSupportedImagePath, loadForModel } from '../data/image.js';
+import { calibrateRanges, type CalibrationMethod } from '../onnx/calibrate.js';
+import { quantizeModel, tensorsToCalibrate, type QuantizeSummary } from '../onnx/quantize.js';
+import { createRng } from '../util/rng.js';
+import type { ClassifierInfo } from './onnx-meta.js';
+
+export type Precision = 'fp32' | 'int8';
+export const PRECISIONS: readonly Precision[] = ['fp32', 'int8'];
+
+/** The gate: int8 must agree with fp32 on at least this share of the images... */
+export const GATE_MIN_AGREEMENT = 0.995;
+/** ...and its accuracy may be at most this much (a fraction) below fp32's. */
+export const GATE_MAX_ACCURACY_DROP = 0.005;
+/** Calibration images taken from the calibration folder by default. */
+export const DEFAULT_CALIBRATION_IMAGES = 256;
+/** Calibration: min/max over the calibration images (what kept the shipped models' answers). */
+const CALIBRATION_METHOD: CalibrationMethod = 'minmax';
+
+/** The phones data set next to the repository (../shared/datasets/phones), when it is there. */
+export function defaultQuantizationData(): string | undefined {
+  const candidates = [fileURLToPath(new URL('../../../shared/datasets/phones', import.meta.url)), resolve('../shared/datasets/phones')];
+  return candidates.find((d) => existsSync(d));
+}
+
+export interface LabelledImage {
+  path: string;
+  /** The class (the manifest's label or the image's folder), if known. */
+  label?: string;
+}
+
+/**
+ * The images of a folder: the rows of its manifest.csv (file,label,...) when it has one, else
+ * every image below it, labelled by its first folder (back/x.jpg -> back) when it is in one.
+ * Sorted by path, so the same folder always gives the same list.
+ */
+export async function listLabelledImages(dir: string): Promise<LabelledImage[]> {
+  if (!(await stat(dir).catch(() => undefined))?.isDirectory()) throw new QuantizationGateError(`${dir} is not a folder of photos`);
+  const manifest = join(dir, 'manifest.csv');
+  if (existsSync(manifest)) {
+    const lines = (await readFile(manifest, 'utf8')).split(/\r?\n/).filter((l) => l.trim() !== '');
+    const head = lines[0]!.split(',').map((s) => s.trim());
+    const fi = head.indexOf('file');
+    const li = head.indexOf('label');
+    if (fi >= 0) {
+      return lines
+        .slice(1)
+        .map((l) => l.split(','))
+        .map((c) => ({ path: join(dir, c[fi]!.trim()), ...(li >= 0 && c[li] ? { label: c[li].trim() } : {}) }))
+        .filter((x) => isSupportedImagePath(x.path))
+        .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    }
+  }
+  const out: LabelledImage[] = [];
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  for (const e of entries) {
+    if (!isSupportedImagePath(e.name)) continue;
+    const path = join(e.parentPath, e.name);
+    if (!e.isFile() && !(e.isSymbolicLink() && (await stat(path).catch(() => undefined))?.isFile())) continue;
+    const parts = relative(dir, path).split(sep);
+    out.push({ path, ...(parts.length > 1 ? { label: parts[0]! } : {}) });
+  }
+  return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+/** `n` images spread over the labels (seeded shuffle within each label, then taken in turn). */
+export function pickCalibrationImages(images: readonly LabelledImage[], n: number, seed = 12): LabelledImage[] {
+  const rng = createRng(seed);
+  const byLabel = new Map<string, LabelledImage[]>();
+  for (const im of images) byLabel.set(im.label ?? '', [...(byLabel.get(im.label ?? '') ?? []), im]);
+  const lists = [...byLabel.values()].map((l) => {
+    const a = [...l];
+    for (let i = a.length - 1; i > 0; i--) {
+      const j = rng.int(0, i + 1);
+      [a[i], a[j]] = [a[j]!, a[i]!];
+    }
+    return a;
+  });
+  const out: LabelledImage[] = [];
+  for (let k = 0; out.length < n && lists.some((l) => k < l.length); k++) {
+    for (const l of lists) if (k < l.length && out.length < n) out.push(l[k]!);
+  }
+  return out;
+}
+
+/** Decoded, normalised batches of images for a classifier's input. */
+async function* batchesOf(images: readonly LabelledImage[], info: ClassifierInfo, batch: number): AsyncGenerator<{ input: Float32Array; n: number; images: LabelledImage[] }> {
+  const pre = info.preprocessing;
+  const per = 3 * pre.size * pre.size;
+  for (let i = 0; i < images.length; i += batch) {
+    const part = images.slice(i, i + batch);
+    const x = new Float32Array(part.length * per);
+    await Promise.all(
+      part.map(async (im, k) => {
+        const rgb = await loadForModel(im.path, pre.size, pre.resize);
+        normalizeToCHW(rgb.data, pre, x, k * per);
+      }),
+    );
+    yield { input: x, n: part.length, images: part };
+  }
+}
+
+const feedOf = (x: Float32Array, n: number, size: number): Record<string, ort.Tensor> => ({ input: new ort.Tensor('float32', x, [n, 3, size, size]) });
+
+/** What the gate measured. */
+export interface GateReport {
+  /** The gate data folder and the number of images run. */
+  data: string;
+  images: number;
+  /** Share of images whose top class is the same in int8 and fp32. */
+  agreement: number;
+  /** Largest |p_int8 - p_fp32| over every image and class. */
+  maxAbsDelta: number;
+  /** Images with a label among the classes, on which accuracies are measured. */
+  labelled: number;
+  /** Top-class accuracies (no thresholds), when there are labelled images. */
+  accuracyFp32?: number;
+  accuracyInt8?: number;
+  passed: boolean;
+  /** Why it failed (empty when it passed). */
+  failures: string[];
+}
+
+export interface QuantizationRecord {
+  calibration: { data: string; images: number; method: CalibrationMethod };
+  gate?: GateReport;
+  /** Nodes quantized (by op type), kept in fp32, activation tensors with Q/DQ pairs. */
+  summary: QuantizeSummary;
+  /** Set when the gate failed or could not run and `force` wrote the model anyway. */
+  forced?: boolean;
+}
+
+export class QuantizationGateError extends Error {
+  override readonly name = 'QuantizationGateError';
+  constructor(
+    message: string,
+    readonly record?: QuantizationRecord,
+  ) {
+    super(message);
+  }
+}
+
+export interface QuantizeClassifierOptions {
+  /** Folder of calibration images (default the phones data set next to the repository). */
+  calibration?: string;
+  /** Images taken from it (default 256, spread over the labels). */
+  calibrationImages?: number;
+  /** Folder of labelled images for the gate (default: the phones data set when present). */
+  gateData?: string;
+  /** Write / use the model even when the gate fails or cannot run. */
+  force?: boolean;
+  /** ONNX Runtime threads (0 = all cores). */
+  threads?: number;
+  /** Progress lines (default none). */
+  log?: (line: string) => void;
+}
+
+/** Formats the gate's figures on one line. */
+export function formatGate(g: GateReport): string {
+  const pct = (v: number): string => `${(100 * v).toFixed(2)}%`;
+  const acc = g.accuracyFp32 !== undefined ? `, accuracy fp32 ${pct(g.accuracyFp32)} int8 ${pct(g.accuracyInt8!)} (${g.labelled} labelled)` : '';
+  return `agreement with fp32 ${pct(g.agreement)} of ${g.images} images (${g.data}), max |Δp| ${g.maxAbsDelta.toFixed(4)}${acc}`;
+}
+
+/** Runs both graphs on every image of `dir` and measures the gate. */
+export async function runGate(fp32: Uint8Array, int8: Uint8Array, info: ClassifierInfo, dir: string, opts: Pick<QuantizeClassifierOptions, 'threads' | 'log'> = {}): Promise<GateReport> {
+  const images = await listLabelledImages(dir);
+  if (images.length === 0) throw new QuantizationGateError(`the gate data ${dir} holds no images`);
+  const so: ort.InferenceSession.SessionOptions = { intraOpNumThreads: opts.threads ?? 0, graphOptimizationLevel: 'all' };
+  const a = await ort.InferenceSession.create(fp32, so);
+  const b = await ort.InferenceSession.create(int8, so);
+  const k = info.classes.length;
+  let agree = 0;
+  let maxAbsDelta = 0;
+  let labelled = 0;
+  let rightA = 0;
+  let rightB = 0;
+  let done = 0;
+  const argmax = (p: Float32Array, i: number): number => {
+    let best = 0;
+    for (let j = 1; j < k; j++) if (p[i * k + j]! > p[i * k + best]!) best = j;
+    return best;
+  };
+  try {
+    for await (const batch of batchesOf(images, info, 16)) {
+      const feed = feedOf(batch.input, batch.n, info.preprocessing.size);
+      const pa = (await a.run(feed))['output']!.data as Float32Array;
+      const pb = (await b.run(feed))['output']!.data as Float32Array;
+      for (let i = 0; i < batch.n; i++) {
+        for (let j = 0; j < k; j++) {
+          const d = Math.abs(pa[i * k + j]! - pb[i * k + j]!);
+          if (!(d <= maxAbsDelta)) maxAbsDelta = Number.isFinite(d) ? d : Infinity;
+        }
+        const ia = argmax(pa, i);
+        const ib = argmax(pb, i);
+        if (ia === ib) agree++;
+        const label = batch.images[i]!.label;
+        const li = label === undefined ? -1 : info.classes.indexOf(label);
+        if (li >= 0) {
+          labelled++;
+          if (ia === li) rightA++;
+          if (ib === li) rightB++;
+        }
+      }
+      done += batch.n;
+      if (done % 256 < batch.n) opts.log?.(`gate: ${done}/${images.length} images`);
+    }
+  } finally {
+    await a.release();
+    await b.release();
+  }
+  const report: GateReport = { data: dir, images: images.length, agreement: agree / images.length, maxAbsDelta, labelled, passed: true, failures: [] };
+  if (labelled > 0) {
+    report.accuracyFp32 = rightA / labelled;
+    report.accuracyInt8 = rightB / labelled;
+  }
+  if (!(report.agreement >= GATE_MIN_AGREEMENT)) report.failures.push(`agreement ${(100 * report.agreement).toFixed(2)}% < ${100 * GATE_MIN_AGREEMENT}%`);
+  if (report.accuracyFp32 !== undefined && !(report.accuracyInt8! >= report.accuracyFp32 - GATE_MAX_ACCURACY_DROP - 1e-12)) {
+    report.failures.push(`accuracy ${(100 * (report.accuracyFp32 - report.accuracyInt8!)).toFixed(2)} points below fp32 (at most ${100 * GATE_MAX_ACCURACY_DROP})`);
+  }
+  if (!Number.isFinite(maxAbsDelta)) report.failures.push('int8 output is not finite');
+  report.passed = report.failures.length === 0;
+  return report;
+}
+
+/** The calibration folder and gate folder to use (options, else the phones set when present). */
+export function quantizationData(opts: Pick<QuantizeClassifierOptions, 'calibration' | 'gateData'>): { calibration?: string; gateData?: string } {
+  const dflt = defaultQuantizationData();
+  const calibration = opts.calibration ?? dflt;
+  const gateData = opts.gateData ?? dflt;
+  return { ...(calibration !== undefined ? { calibration } : {}), ...(gateData !== undefined ? { gateData } : {}) };
+}
+
+/**
+ * What decides an int8 graph besides the fp32 one: the calibration images (paths, sizes and
+ * mtimes), their number and method, the gate folder and `force`; for the cache key.
+ */
+export async function quantizationKey(opts: QuantizeClassifierOptions): Promise<string> {
+  const { calibration, gateData } = quantizationData(opts);
+  const h = createHash('sha256').update(`int8/qdq-v1/${CALIBRATION_METHOD}/${opts.calibrationImages ?? DEFAULT_CALIBRATION_IMAGES}/force=${opts.force === true}\n`);
+  if (calibration !== undefined) {
+    const picked = pickCalibrationImages(await listLabelledImages(calibration), opts.calibrationImages ?? DEFAULT_CALIBRATION_IMAGES);
+    for (const im of picked) {
+      const s = await stat(im.path);
+      h.update(`${resolve(im.path)}\0${s.size}\0${s.mtimeMs}\n`);
+    }
+  }
+  h.update(`gate=${gateData === undefined ? '' : resolve(gateData)}\n`);
+  return h.digest('hex');
+}
+
+/**
+ * The int8 graph of a classifier's fp32 graph: calibrated on `calibration`, then gated on
+ * `gateData`. Throws QuantizationGateError (with the figures) when the gate fails, or when
+ * there is no data to calibrate on or to gate with, unless `force`.
+ */
+export async function quantizeClassifier(fp32: Uint8Array, info: ClassifierInfo, opts: QuantizeClassifierOptions = {}): Promise<{ bytes: Uint8Array; record: QuantizationRecord }> {
+  const { calibration, gateData } = quantizationData(opts);
+  if (calibration === undefined) {
+    throw new QuantizationGateError('int8 needs calibration images: give --calibration DIR (a folder of photos like the ones to classify); the phones data set (../shared/datasets/phones) is not here');
+  }
+  if (gateData === undefined && !opts.force) {
+    throw new QuantizationGateError('int8 needs labelled photos to check it against fp32: give --gate-data DIR (one folder per class, or a manifest.csv), or --force to skip the check');
+  }
+  const picked = pickCalibrationImages(await listLabelledImages(calibration), opts.calibrationImages ?? DEFAULT_CALIBRATION_IMAGES);
+  if (picked.length === 0) throw new QuantizationGateError(`the calibration folder ${calibration} holds no images`);
+  opts.log?.(`calibrating on ${picked.length} images of ${calibration}`);
+  const tensors = tensorsToCalibrate(fp32);
+  const size = info.preprocessing.size;
+  const feeds = (async function* () {
+    for await (const b of batchesOf(picked, info, 8)) yield feedOf(b.input, b.n, size);
+  })();
+  const ranges = await calibrateRanges(fp32, tensors, feeds, { method: CALIBRATION_METHOD, ...(opts.threads !== undefined ? { threads: opts.threads } : {}) });
+  const { bytes, summary } = quantizeModel(fp32, ranges);
+  const record: QuantizationRecord = { calibration: { data: calibration, images: picked.length, method: CALIBRATION_METHOD }, summary };
+  if (gateData !== undefined) {
+    opts.log?.(`checking int8 against fp32 on ${gateData}`);
+    record.gate = await runGate(fp32, bytes, info, gateData, opts);
+    if (!record.gate.passed) {
+      if (!opts.force) {
+        throw new QuantizationGateError(`the int8 model fails the accuracy gate (${record.gate.failures.join('; ')}): ${formatGate(record.gate)}; --force writes it anyway`, record);
+      }
+      record.forced = true;
+    }
+  } else record.forced = true;
+  return { bytes, record };
+}
