@@ -90,9 +90,13 @@ export interface ClassifierSource {
   cacheHit?: boolean;
 }
 
+// No spin-waiting between runs: spinning ONNX threads starve the sharp threads decoding the next
+// batch (measured on 2 cores: MobileNetV2 predict 142-146 -> 163-196 img/s, ResNet50 unchanged
+// within noise). The serve workers do the same (serve/pool.ts).
 const sessionOptions = (threads: number | undefined): ort.InferenceSession.SessionOptions => ({
   intraOpNumThreads: threads ?? 0,
   graphOptimizationLevel: 'all',
+  extra: { session: { intra_op: { allow_spinning: '0' } } },
 });
 
 /** The TTA a model runs with: its own (`own`), unless `requested` says otherwise. */
