@@ -8,7 +8,6 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { copyFile, cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -31,6 +30,7 @@ import type { PredictionRow } from '../src/infer/predict.js';
 import { createGraphModule } from '../src/model/graph-tfjs.js';
 import { buildTrunkModel } from '../src/onnx/from-graph.js';
 import { loadModel } from '../src/serve/models.js';
+import { sha256Hex } from '../src/util/hash.js';
 import { createRng } from '../src/util/rng.js';
 import { CLASSES, makeBundle, useSharedMobilenet } from './helpers/infer-fixture.js';
 import { DATA, haveData, IMAGES, MOBILENET } from './helpers/paths.js';
@@ -379,7 +379,7 @@ test('ensemble: thresholds, TTA per member, export, predict, serve and the cache
       await writeFile(join(ens, 'b', 'weights.bin'), flipped);
       await assert.rejects(loadModel(ens), /b\/weights\.bin does not match its manifest\.json/);
       const memberManifest = await readFile(join(ens, 'b', 'manifest.json'), 'utf8');
-      const digest = createHash('sha256').update(flipped).digest('hex');
+      const digest = sha256Hex(flipped);
       await writeFile(join(ens, 'b', 'manifest.json'), memberManifest.replace(/"weightsBinSha256": "[0-9a-f]{64}"/, `"weightsBinSha256": "${digest}"`));
       assert.notEqual((await loadModel(ens)).version, loaded.version, "a member's weights are part of the version");
       const { createServer } = await import('../src/serve/server.js');

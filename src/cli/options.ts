@@ -25,8 +25,9 @@ export function isUsageError(err: unknown): err is Error {
  * `--weights` values (repeatable): `ID=PATH` sets the weights folder of one backbone in
  * `env.weightsDir` (for every model that uses it: how an ensemble of several backbones gets its
  * weights); a bare `PATH` is returned, for the caller to give to the one backbone it means.
+ * `set` collects the folders set, by backbone id.
  */
-export function applyWeightsOption(values: readonly string[] | undefined, flag = '--weights'): string | undefined {
+export function applyWeightsOption(values: readonly string[] | undefined, flag = '--weights', set: Record<string, string> = {}): string | undefined {
   let bare: string | undefined;
   for (const w of values ?? []) {
     const eq = w.indexOf('=');
@@ -39,7 +40,7 @@ export function applyWeightsOption(values: readonly string[] | undefined, flag =
         throw new CommandUsageError(`${flag} ${w}: ${err instanceof Error ? err.message : String(err)}`);
       }
       if (w.slice(eq + 1) === '') throw new CommandUsageError(`${flag} ${w}: the path is missing`);
-      setWeightsDir(backboneId, w.slice(eq + 1));
+      setWeightsDir(backboneId, w.slice(eq + 1), set);
     } else if (bare === undefined) bare = w;
     else throw new CommandUsageError(`only one bare ${flag} PATH may be given; use ID=PATH for each backbone`);
   }
@@ -47,9 +48,10 @@ export function applyWeightsOption(values: readonly string[] | undefined, flag =
 }
 
 /** The command line wins over PHONESIDE_WEIGHTS_<ID>, which may name the same backbone under another key. */
-function setWeightsDir(backboneId: string, dir: string): void {
+function setWeightsDir(backboneId: string, dir: string, set: Record<string, string> = {}): void {
   for (const k of Object.keys(env.weightsDir)) if (weightsEnvKey(k) === weightsEnvKey(backboneId)) delete env.weightsDir[k];
   env.weightsDir[backboneId] = dir;
+  set[backboneId] = dir;
 }
 
 /** `--weights` of train and cv: a bare PATH is the weights of `backbone`. */
@@ -68,18 +70,21 @@ export function applyBackboneWeights(values: { weights?: string[]; alpha?: numbe
 
 /**
  * `--weights` of a verb that runs models: a bare PATH is the weights of the backbone the models
- * use; models of several backbones need ID=PATH (a usage error says which IDs).
+ * use; models of several backbones need ID=PATH (a usage error says which IDs). Returns the
+ * folders set, by backbone id.
  */
-export async function applyModelWeights(values: readonly string[] | undefined, models: readonly (string | undefined)[], flag = '--weights'): Promise<void> {
-  const bare = applyWeightsOption(values, flag);
-  if (bare === undefined) return;
+export async function applyModelWeights(values: readonly string[] | undefined, models: readonly (string | undefined)[], flag = '--weights'): Promise<Record<string, string>> {
+  const set: Record<string, string> = {};
+  const bare = applyWeightsOption(values, flag, set);
+  if (bare === undefined) return set;
   const { modelBackbones } = await import('../infer/load.js');
   const ids = [...new Set((await Promise.all(models.map((m) => modelBackbones(m)))).flat())];
   if (ids.length === 0) throw new CommandUsageError(`${flag} ${bare}: the model needs no backbone weights (a self-contained .onnx file)`);
   if (ids.length > 1) {
     throw new CommandUsageError(`${flag} ${bare}: the model uses ${ids.length} backbones (${ids.join(', ')}); give each its own: ${ids.map((id) => `${flag} ${id}=PATH`).join(' ')}`);
   }
-  setWeightsDir(ids[0]!, bare);
+  setWeightsDir(ids[0]!, bare, set);
+  return set;
 }
 
 /**

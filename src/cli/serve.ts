@@ -4,11 +4,10 @@
  * signal exits at once.
  */
 import { WeightsMissingError } from '../backbones/weights-source.js';
-import { DEFAULT_MODEL } from '../infer/load.js';
 import { SERVE } from '../options/serve.js';
 import type { CliValues } from '../options/schema.js';
+import { resolveServeConfig, type ServeConfig } from '../serve/config.js';
 import type { RunningServer, ServeOptions } from '../serve/server.js';
-import { env } from '../env.js';
 import { applyModelWeights, CommandUsageError, isUsageError, weightsMissingAdvice, type CliIO } from './options.js';
 import { libraryOptions, parseCommandLine, runVerb } from './parse.js';
 
@@ -35,25 +34,26 @@ const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/i;
 export function cmdServe(args: string[], io: CliIO): Promise<number> {
   return runVerb(SERVE, args, io, async ({ values }) => {
     const options = serveOptions(values);
+    const cfg = resolveServeConfig(options); // the server's own defaults
+    const { model, deviceModel } = cfg;
     // --weights / --device-weights into env.weightsDir (a bare PATH for its model's backbone);
     // the on-device model's other problems are reported by the server, which starts without it.
-    await applyModelWeights(values.weights, [options.model]);
-    const deviceModel = options.deviceModel === 'none' ? false : (options.deviceModel ?? (SERVE.options.deviceModel.default as string));
+    const forModel = await applyModelWeights(values.weights, [model]);
     if (deviceModel !== false) {
-      // One process has one weights folder per backbone: both flags may not name two for the same one.
-      const before = { ...env.weightsDir };
-      await applyModelWeights(values.deviceWeights, [deviceModel], '--device-weights').catch((err: unknown) => {
+      const forDevice = await applyModelWeights(values.deviceWeights, [deviceModel], '--device-weights').catch((err: unknown) => {
         if (isUsageError(err)) throw err;
+        return {} as Record<string, string>;
       });
-      const clash = Object.keys(before).find((id) => env.weightsDir[id] !== undefined && env.weightsDir[id] !== before[id] && values.weights !== undefined);
+      // One process has one weights folder per backbone: both flags may not name two for the same one.
+      const clash = Object.keys(forDevice).find((id) => forModel[id] !== undefined && forModel[id] !== forDevice[id]);
       if (clash !== undefined) throw new CommandUsageError(`--weights and --device-weights give two folders for backbone ${clash}; a server has one per backbone`);
     }
-    return serve(options, deviceModel, io);
+    return serve(options, cfg, io);
   });
 }
 
-async function serve(options: ServeOptions, deviceModel: string | false, io: CliIO): Promise<number> {
-  io.stderr.write(`phoneside serve: loading ${options.model ?? DEFAULT_MODEL}${deviceModel === false ? '' : ` and ${deviceModel} (on-device)`}...\n`);
+async function serve(options: ServeOptions, { model, deviceModel, host, port }: ServeConfig, io: CliIO): Promise<number> {
+  io.stderr.write(`phoneside serve: loading ${model}${deviceModel === false ? '' : ` and ${deviceModel} (on-device)`}...\n`);
   // Loaded here, not at the top: other verbs should not pay for fastify.
   const { describeServer, startServer } = await import('../serve/server.js');
   let server: RunningServer;
@@ -61,7 +61,7 @@ async function serve(options: ServeOptions, deviceModel: string | false, io: Cli
     server = await startServer(options);
   } catch (err) {
     if ((err as { code?: string }).code === 'EADDRINUSE') {
-      io.stderr.write(`phoneside: port ${options.port ?? SERVE.options.port.default} is in use on ${options.host ?? SERVE.options.host.default}; pick another with --port\n`);
+      io.stderr.write(`phoneside: port ${port} is in use on ${host}; pick another with --port\n`);
       return 1;
     }
     throw err;
@@ -76,8 +76,8 @@ async function serve(options: ServeOptions, deviceModel: string | false, io: Cli
     `  api key    ${options.apiKey !== undefined ? 'required on /v1/*' : 'none'}`,
   ];
   if (info.pageError) lines.push(`  web page   unavailable: ${info.pageError}`);
-  if (options.apiKey === undefined && !LOOPBACK.test(options.host ?? SERVE.options.host.default)) {
-    lines.push(`  warning    listening on ${options.host} without an API key: anyone who can reach it can use it`);
+  if (options.apiKey === undefined && !LOOPBACK.test(host)) {
+    lines.push(`  warning    listening on ${host} without an API key: anyone who can reach it can use it`);
   }
   io.stderr.write(lines.join('\n') + '\n');
 

@@ -106,11 +106,16 @@ export async function imageBytes(input: string | Uint8Array, opts: Pick<LoadOpti
   return bytes;
 }
 
-/** Open checked bytes with sharp: first frame only, EXIF orientation applied. */
-function open(bytes: Uint8Array, limitInputPixels?: number): sharp.Sharp {
+/** sharp's input options: first frame only, and the pixel limit when one is given. */
+function sharpOptions(limitInputPixels?: number): sharp.SharpOptions {
   const opts: sharp.SharpOptions = { pages: 1, page: 0 };
   if (limitInputPixels !== undefined) opts.limitInputPixels = limitInputPixels;
-  return sharp(bytes, opts).rotate();
+  return opts;
+}
+
+/** Open checked bytes with sharp: first frame only, EXIF orientation applied. */
+function open(bytes: Uint8Array, limitInputPixels?: number): sharp.Sharp {
+  return sharp(bytes, sharpOptions(limitInputPixels)).rotate();
 }
 
 /** Finish a pipeline as 3-channel 8-bit sRGB: alpha onto white, gray/CMYK/16-bit converted. */
@@ -192,8 +197,7 @@ export async function loadForModel(
 export async function checkDecodes(input: string | Uint8Array, opts: Pick<LoadOptions, 'limitInputPixels' | 'maxFileBytes'> = {}): Promise<void> {
   try {
     const bytes = await imageBytes(input, opts);
-    const sharpOpts: sharp.SharpOptions = { pages: 1, page: 0 };
-    if (opts.limitInputPixels !== undefined) sharpOpts.limitInputPixels = opts.limitInputPixels;
+    const sharpOpts = sharpOptions(opts.limitInputPixels);
     const meta = await sharp(bytes, sharpOpts).metadata();
     if (!meta.width || !meta.height) throw new ImageDecodeError(describeInput(input), 'truncated or corrupt', 'no image size');
     // JPEG shrink-on-load makes this cheap but still reads the whole entropy-coded stream.

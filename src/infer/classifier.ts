@@ -18,6 +18,7 @@ import { normalizeToCHW } from '../backbones/preprocess.js';
 import { loadForModel } from '../data/image.js';
 import { env } from '../env.js';
 import { BUNDLE_FORMAT, checkTemperature, loadBundle, parseTta, verifyWeightsDigest, type BundleManifest, type ModelBundle, type TtaMode } from '../model/bundle.js';
+import { sha256Hex } from '../util/hash.js';
 import { parseJsonText } from '../util/json.js';
 import { assembleClassifierGraph, assembleEnsembleGraph } from '../model/assemble.js';
 import { buildTrunkModel } from '../onnx/from-graph.js';
@@ -93,7 +94,7 @@ export interface ClassifierSource {
 // No spin-waiting between runs: spinning ONNX threads starve the sharp threads decoding the next
 // batch (measured on 2 cores: MobileNetV2 predict 142-146 -> 163-196 img/s, ResNet50 unchanged
 // within noise). The serve workers do the same (serve/pool.ts).
-const sessionOptions = (threads: number | undefined): ort.InferenceSession.SessionOptions => ({
+export const sessionOptions = (threads: number | undefined): ort.InferenceSession.SessionOptions => ({
   intraOpNumThreads: threads ?? 0,
   graphOptimizationLevel: 'all',
   extra: { session: { intra_op: { allow_spinning: '0' } } },
@@ -186,7 +187,7 @@ let codeDigest: string | undefined;
  * version that turn them into ONNX.
  */
 function cacheKey(kind: 'classifier' | 'ensemble', tta: boolean | undefined, parts: readonly Uint8Array[]): string {
-  codeDigest ??= createHash('sha256').update(emitterFingerprint()).digest('hex');
+  codeDigest ??= sha256Hex(emitterFingerprint());
   const h = createHash('sha256')
     .update(`phoneside-${kind}-onnx/${ONNX_FORMAT_VERSION}/${packageVersion()}/${codeDigest}\n`)
     .update(`tta=${tta === undefined ? 'model' : tta ? 'hflip' : 'none'}\n`);
@@ -322,7 +323,7 @@ async function toInt8(found: ClassifierOnnx, opts: Pick<LoadClassifierOptions, '
   const variant = [found.variant, 'precision=int8'].filter((v) => v !== undefined).join(',');
   let cachePath: string | undefined;
   if (opts.cache !== false) {
-    const key = createHash('sha256').update('phoneside-int8\n').update(createHash('sha256').update(fp32).digest('hex')).update(`\n${await quantizationKey(q)}`).digest('hex');
+    const key = createHash('sha256').update('phoneside-int8\n').update(sha256Hex(fp32)).update(`\n${await quantizationKey(q)}`).digest('hex');
     cachePath = join(env.cacheDir, 'models', `${key}.int8.onnx`);
     if (await cachedFile(cachePath)) {
       return { ...found, info, variant, source: { ...found.source, cachedOnnx: cachePath, cacheHit: true }, onnx: { path: cachePath } };
@@ -364,7 +365,7 @@ async function locateFp32(model: string, opts: Pick<LoadClassifierOptions, 'cach
         source: { kind: 'bundle', path: dir, cachedOnnx: cached, cacheHit: true },
         manifest: rest,
         onnx: { path: cached },
-        files: [join(dir, 'manifest.json'), join(dir, 'weights.bin')],
+        files: [manifestFile, weightsFile],
         ...variantOf(rest.tta, info.tta),
       };
     }

@@ -21,7 +21,7 @@ import { OptionConflictError, OptionError, resolveOptions } from '../options/sch
 import { warnDeprecated } from '../util/deprecate.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { createRng } from '../util/rng.js';
-import { buildClassifierOnnx, buildEnsembleOnnx, checkFiniteOutput, NonFiniteOutputError } from './classifier.js';
+import { buildClassifierOnnx, buildEnsembleOnnx, checkFiniteOutput, NonFiniteOutputError, sessionOptions } from './classifier.js';
 import { isEnsembleDir } from './ensemble.js';
 import { resolveModelPath } from './load.js';
 import type { ClassifierInfo } from './onnx-meta.js';
@@ -97,7 +97,7 @@ async function checkExportedOutput(bytes: Uint8Array, info: ClassifierInfo, mode
   const rng = createRng(1);
   normalizeToCHW(new Uint8Array(per).fill(128), pre, x, 0);
   normalizeToCHW(Uint8Array.from({ length: per }, () => rng.int(0, 256)), pre, x, per);
-  const session = await ort.InferenceSession.create(bytes, { graphOptimizationLevel: 'all' });
+  const session = await ort.InferenceSession.create(bytes, sessionOptions(undefined));
   try {
     const res = await session.run({ input: new ort.Tensor('float32', x, [2, 3, pre.size, pre.size]) });
     checkFiniteOutput(res['output']!.data as Float32Array, 2, info.classes.length, model);

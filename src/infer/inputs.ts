@@ -11,7 +11,7 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isSupportedImagePath } from '../data/image.js';
-import { childPath, listDir, walkTree, type DirEntry, type FsPath } from '../util/list-dir.js';
+import { childPath, listDir, statEntry, walkTree, type DirEntry, type FsPath } from '../util/list-dir.js';
 import { fsErrorReason } from '../util/regular-file.js';
 
 export interface InputProblem {
@@ -45,7 +45,6 @@ export function segmentRegExp(segment: string): RegExp {
   return new RegExp(`^${re}$`);
 }
 
-
 type Entry = DirEntry;
 
 /** Entries of a folder, sorted; symlinks followed (broken ones dropped); [] if unreadable. */
@@ -64,12 +63,10 @@ async function walkImages(dir: FsPath, display: string): Promise<Entry[]> {
   return (await walkTree(dir, { display, skipHidden: true })).filter((e) => isSupportedImagePath(e.name));
 }
 
-/** An entry for a path given as text (stat follows links); undefined if it does not exist. */
-async function entryFor(path: string, name = path): Promise<Entry | undefined> {
-  const s = await stat(path, { bigint: true }).catch(() => undefined);
-  if (!s) return undefined;
-  const kind: Entry['kind'] = s.isDirectory() ? 'dir' : s.isFile() ? 'file' : 'other';
-  return { name, path, fsPath: path, kind, isDir: kind === 'dir', id: `${s.dev}:${s.ino}` };
+/** An entry for `fsPath` (stat follows links), shown as `path`; undefined if it does not exist. */
+async function entryFor(fsPath: FsPath, path: string, name = path): Promise<Entry | undefined> {
+  const s = await stat(fsPath, { bigint: true }).catch(() => undefined);
+  return s && statEntry(name, path, fsPath, s);
 }
 
 /**
@@ -92,11 +89,8 @@ async function matchSegments(dir: Entry, segs: readonly string[], out: Entry[], 
     return;
   }
   if (!hasGlobMagic(seg)) {
-    const fsPath = childPath(dir.fsPath, seg);
-    const s = await stat(fsPath, { bigint: true }).catch(() => undefined);
-    if (!s) return;
-    const kind: Entry['kind'] = s.isDirectory() ? 'dir' : s.isFile() ? 'file' : 'other';
-    const e: Entry = { name: seg, path: join(dir.path, seg), fsPath, kind, isDir: kind === 'dir', id: `${s.dev}:${s.ino}` };
+    const e = await entryFor(childPath(dir.fsPath, seg), join(dir.path, seg), seg);
+    if (!e) return;
     if (rest.length === 0) out.push(e);
     else if (e.isDir) await matchSegments(e, rest, out, visited);
     return;
@@ -117,7 +111,7 @@ async function expandGlob(pattern: string): Promise<Entry[]> {
   const baseSegs = segs.slice(0, first);
   // '/a/*' splits to ['', 'a', '*']: an empty first segment means the root.
   const base = baseSegs.length === 0 ? '.' : baseSegs.join('/') || '/';
-  const baseEntry = await entryFor(base);
+  const baseEntry = await entryFor(base, base);
   if (!baseEntry?.isDir) return [];
   const matches: Entry[] = [];
   await matchSegments(baseEntry, segs.slice(first).filter((s) => s !== ''), matches, new Set());
@@ -147,7 +141,7 @@ export async function expandInputs(args: readonly string[]): Promise<ExpandedInp
       found.forEach(add);
       continue;
     }
-    const e = await entryFor(arg);
+    const e = await entryFor(arg, arg);
     if (!e) {
       // Node decodes the command line as UTF-8: a name that is not UTF-8 arrives with U+FFFD in it.
       const hint = arg.includes('\uFFFD') ? ' (its name may not be valid UTF-8: give its folder instead)' : '';

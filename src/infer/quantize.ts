@@ -16,6 +16,9 @@ import { normalizeToCHW } from '../backbones/preprocess.js';
 import { isSupportedImagePath, loadForModel } from '../data/image.js';
 import { calibrateRanges, type CalibrationMethod } from '../onnx/calibrate.js';
 import { quantizeModel, tensorsToCalibrate, type QuantizeSummary } from '../onnx/quantize.js';
+import { argmax } from '../util/argmax.js';
+import { parseCsv } from '../util/csv.js';
+import { byCodePoint } from '../util/list-dir.js';
 import { createRng } from '../util/rng.js';
 import type { ClassifierInfo } from './onnx-meta.js';
 
@@ -52,17 +55,16 @@ export async function listLabelledImages(dir: string): Promise<LabelledImage[]> 
   if (!(await stat(dir).catch(() => undefined))?.isDirectory()) throw new QuantizationGateError(`${dir} is not a folder of photos`);
   const manifest = join(dir, 'manifest.csv');
   if (existsSync(manifest)) {
-    const lines = (await readFile(manifest, 'utf8')).split(/\r?\n/).filter((l) => l.trim() !== '');
-    const head = lines[0]!.split(',').map((s) => s.trim());
+    const rows = parseCsv(await readFile(manifest, 'utf8')).filter((r) => r.some((c) => c.trim() !== ''));
+    const head = (rows[0] ?? []).map((s) => s.trim());
     const fi = head.indexOf('file');
     const li = head.indexOf('label');
     if (fi >= 0) {
-      return lines
+      return rows
         .slice(1)
-        .map((l) => l.split(','))
-        .map((c) => ({ path: join(dir, c[fi]!.trim()), ...(li >= 0 && c[li] ? { label: c[li].trim() } : {}) }))
+        .map((c) => ({ path: join(dir, (c[fi] ?? '').trim()), ...(li >= 0 && c[li] ? { label: c[li].trim() } : {}) }))
         .filter((x) => isSupportedImagePath(x.path))
-        .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+        .sort((a, b) => byCodePoint(a.path, b.path));
     }
   }
   const out: LabelledImage[] = [];
@@ -74,22 +76,25 @@ export async function listLabelledImages(dir: string): Promise<LabelledImage[]> 
     const parts = relative(dir, path).split(sep);
     out.push({ path, ...(parts.length > 1 ? { label: parts[0]! } : {}) });
   }
-  return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return out.sort((a, b) => byCodePoint(a.path, b.path));
 }
 
 /** `n` images spread over the labels (seeded shuffle within each label, then taken in turn). */
 export function pickCalibrationImages(images: readonly LabelledImage[], n: number, seed = 12): LabelledImage[] {
   const rng = createRng(seed);
   const byLabel = new Map<string, LabelledImage[]>();
-  for (const im of images) byLabel.set(im.label ?? '', [...(byLabel.get(im.label ?? '') ?? []), im]);
-  const lists = [...byLabel.values()].map((l) => {
-    const a = [...l];
+  for (const im of images) {
+    const l = byLabel.get(im.label ?? '');
+    if (l) l.push(im);
+    else byLabel.set(im.label ?? '', [im]);
+  }
+  const lists = [...byLabel.values()];
+  for (const a of lists) {
     for (let i = a.length - 1; i > 0; i--) {
       const j = rng.int(0, i + 1);
       [a[i], a[j]] = [a[j]!, a[i]!];
     }
-    return a;
-  });
+  }
   const out: LabelledImage[] = [];
   for (let k = 0; out.length < n && lists.some((l) => k < l.length); k++) {
     for (const l of lists) if (k < l.length && out.length < n) out.push(l[k]!);
@@ -190,11 +195,6 @@ export async function runGate(fp32: Uint8Array, int8: Uint8Array, info: Classifi
   let rightA = 0;
   let rightB = 0;
   let done = 0;
-  const argmax = (p: Float32Array, i: number): number => {
-    let best = 0;
-    for (let j = 1; j < k; j++) if (p[i * k + j]! > p[i * k + best]!) best = j;
-    return best;
-  };
   try {
     for await (const batch of batchesOf(images, info, 16)) {
       const feed = feedOf(batch.input, batch.n, info.preprocessing.size);
@@ -205,8 +205,8 @@ export async function runGate(fp32: Uint8Array, int8: Uint8Array, info: Classifi
           const d = Math.abs(pa[i * k + j]! - pb[i * k + j]!);
           if (!(d <= maxAbsDelta)) maxAbsDelta = Number.isFinite(d) ? d : Infinity;
         }
-        const ia = argmax(pa, i);
-        const ib = argmax(pb, i);
+        const ia = argmax(pa.subarray(i * k, (i + 1) * k));
+        const ib = argmax(pb.subarray(i * k, (i + 1) * k));
         if (ia === ib) agree++;
         const label = batch.images[i]!.label;
         const li = label === undefined ? -1 : info.classes.indexOf(label);

@@ -57,7 +57,7 @@ export function activationParams(range: TensorRange, type: ActivationType = 'uin
   const [qmin, qmax] = QRANGE[type];
   const lo = Math.min(0, range.min);
   const hi = Math.max(0, range.max);
-  if (!(hi > lo) || !Number.isFinite(hi - lo)) return { scale: 1, zeroPoint: type === 'uint8' ? 0 : 0 };
+  if (!(hi > lo) || !Number.isFinite(hi - lo)) return { scale: 1, zeroPoint: 0 };
   const scale = Math.fround((hi - lo) / (qmax - qmin));
   const zeroPoint = Math.min(qmax, Math.max(qmin, roundHalfEven(qmin - lo / scale)));
   return { scale, zeroPoint };
@@ -112,7 +112,27 @@ const attrInt = (n: INodeProto, name: string, dflt: number): number => {
   return a ? Number(a.i) : dflt;
 };
 
+const attrString = (n: INodeProto, name: string): string | undefined => {
+  const a = n.attribute?.find((x) => x.name === name);
+  return a ? new TextDecoder().decode(a.s!) : undefined;
+};
+
 const dimsOf = (t: ITensorProto): number[] => (t.dims ?? []).map(Number);
+
+/** A graph's initializers by name, the readers of each tensor, and its output names. */
+function indexGraph(g: IGraphProto): { inits: Map<string, ITensorProto>; readers: Map<string, INodeProto[]>; outputs: Set<string> } {
+  const inits = new Map((g.initializer ?? []).map((t) => [t.name!, t]));
+  const readers = new Map<string, INodeProto[]>();
+  for (const n of g.node ?? []) {
+    for (const i of n.input ?? []) {
+      const r = readers.get(i);
+      if (r) r.push(n);
+      else readers.set(i, [n]);
+    }
+  }
+  const outputs = new Set((g.output ?? []).map((o) => o.name!));
+  return { inits, readers, outputs };
+}
 
 export interface QuantizeOptions {
   /** Op types quantized (default ['Conv']); supported: Conv, Gemm, MatMul. */
@@ -139,15 +159,12 @@ interface Plan {
 /** A constant zero Pad (spatial only) whose only reader is a Conv's input X: folded into the Conv's pads. */
 function foldPads(model: ModelProto): void {
   const g: IGraphProto = model.graph!;
-  const inits = new Map((g.initializer ?? []).map((t) => [t.name!, t]));
-  const readers = new Map<string, INodeProto[]>();
-  for (const n of g.node ?? []) for (const i of n.input ?? []) readers.set(i, [...(readers.get(i) ?? []), n]);
-  const outputs = new Set((g.output ?? []).map((o) => o.name));
+  const { inits, readers, outputs } = indexGraph(g);
   const drop = new Set<INodeProto>();
   for (const n of g.node ?? []) {
     if (n.opType !== 'Pad') continue;
-    const mode = n.attribute?.find((a) => a.name === 'mode');
-    if (mode && new TextDecoder().decode(mode.s!) !== 'constant') continue;
+    const mode = attrString(n, 'mode');
+    if (mode !== undefined && mode !== 'constant') continue;
     if ((n.input?.length ?? 0) > 2 && n.input![2] !== '') continue; // a constant value given: leave it
     const padsInit = inits.get(n.input?.[1] ?? '');
     if (!padsInit || padsInit.dataType !== DT.INT64 || !padsInit.rawData) continue;
@@ -158,8 +175,8 @@ function foldPads(model: ModelProto): void {
     const r = readers.get(out) ?? [];
     if (r.length !== 1 || r[0]!.opType !== 'Conv' || r[0]!.input![0] !== out || outputs.has(out)) continue;
     const conv = r[0]!;
-    const autoPad = conv.attribute?.find((a) => a.name === 'auto_pad');
-    if (autoPad && new TextDecoder().decode(autoPad.s!) !== 'NOTSET') continue;
+    const autoPad = attrString(conv, 'auto_pad');
+    if (autoPad !== undefined && autoPad !== 'NOTSET') continue;
     const pa = conv.attribute?.find((a) => a.name === 'pads');
     const cur = pa ? pa.ints!.map(Number) : [0, 0, 0, 0];
     const next = [cur[0]! + pads[2]!, cur[1]! + pads[3]!, cur[2]! + pads[6]!, cur[3]! + pads[7]!];
@@ -180,10 +197,7 @@ function plan(bytes: Uint8Array, opts: QuantizeOptions): Plan {
   foldPads(model);
   const ops = new Set(opts.ops ?? ['Conv']);
   const exclude = opts.exclude ?? defaultExclude;
-  const inits = new Map((g.initializer ?? []).map((t) => [t.name!, t]));
-  const readers = new Map<string, INodeProto[]>();
-  for (const n of g.node ?? []) for (const i of n.input ?? []) readers.set(i, [...(readers.get(i) ?? []), n]);
-  const outputs = new Set((g.output ?? []).map((o) => o.name));
+  const { inits, readers, outputs } = indexGraph(g);
   const chosen = new Map<INodeProto, number>();
   const tensors = new Set<string>();
   /** The tensor whose Q the node's output fuses with: after a lone Relu / Clip. */
@@ -316,6 +330,7 @@ export function quantizeModel(bytes: Uint8Array, ranges: ReadonlyMap<string, Ten
   const out: INodeProto[] = [];
   for (const t of (g.input ?? []).map((i) => i.name!)) out.push(...(after.get(t) ?? []));
   for (const n of g.node ?? []) {
+    const x = n.input?.[0];
     n.input = (n.input ?? []).map((i) => renamed.get(i) ?? i);
     const axis = chosen.get(n);
     if (axis !== undefined) {
@@ -332,7 +347,7 @@ export function quantizeModel(bytes: Uint8Array, ranges: ReadonlyMap<string, Ten
       out.push(onnx.NodeProto.create({ opType: 'DequantizeLinear', name: fresh(`${wInit.name}/DequantizeLinear`), input: [wq, ws, wz], output: [wdq], attribute: [{ name: 'axis', type: T.INT, i: axis }] }));
       n.input[1] = wdq;
       const biasName = n.input[2];
-      const xParams = actParams.get(tensors.find((t) => renamed.get(t) === n.input![0])!)!;
+      const xParams = actParams.get(x!)!; // plan gave every quantized node's input a Q/DQ pair
       if (biasName) {
         const bInit = inits.get(biasName)!;
         const b = floatData(bInit);

@@ -1,5 +1,5 @@
 /** Help text and README tables, both written from a verb's option table. */
-import { defaultText, flagOf, flagUsage, rangeText, type OptionSpec, type OptionTable, type VerbSpec } from './schema.js';
+import { defaultText, flagOf, flagUsage, kebab, rangeText, type OptionSpec, type OptionTable, type VerbSpec } from './schema.js';
 
 const WIDTH = 100;
 const FLAG_COLUMN = 25;
@@ -82,5 +82,5 @@ export function readmeMarkers(verb: string): { begin: string; end: string } {
 /** The flag (with dashes) the CLI uses for a library option of a table; kebab-case when unknown. */
 export function flagFor(table: OptionTable, key: string): string {
   const spec = table[key];
-  return `--${spec ? flagOf(key, spec) : key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+  return `--${spec ? flagOf(key, spec) : kebab(key)}`;
 }

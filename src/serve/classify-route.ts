@@ -16,7 +16,7 @@ import { checkFiniteOutput } from '../infer/classifier.js';
 import { decide, type Prediction } from '../infer/prediction.js';
 import type { ServeConfig } from './config.js';
 import { decodeUploads, type Upload } from './decode.js';
-import { ApiError, toApiError } from './errors.js';
+import { ApiError, bodyTooLarge } from './errors.js';
 import type { LoadedModel } from './models.js';
 import type { InferenceEngine } from './pool.js';
 import { QueueClosedError, QueueFullError, type InferenceQueue, type Ticket } from './queue.js';
@@ -185,7 +185,7 @@ export async function registerClassifyRoute(app: FastifyInstance, ctx: ClassifyC
       limits: { fileSize: cfg.maxFileBytes, files: cfg.maxFiles, fields: 16, fieldSize: 4096, parts: cfg.maxFiles + 16, headerPairs: 64 },
     });
     // A raw body is read here, under the request's own time limits (a stalled one is answered 408).
-    const rawTooLarge = (): ApiError => toApiError({ code: 'FST_ERR_CTP_BODY_TOO_LARGE' }, cfg.rawLimits);
+    const rawTooLarge = (): ApiError => bodyTooLarge(cfg.rawLimits.maxBodyBytes);
     scope.addContentTypeParser('*', (req, payload, done) => {
       const st = state.get(req);
       readRawBody(payload, cfg.maxFileBytes, rawTooLarge, (n) => receive(st, n), st?.abort.signal).then(
@@ -208,7 +208,7 @@ export async function registerClassifyRoute(app: FastifyInstance, ctx: ClassifyC
           const len = Number(req.headers['content-length']);
           const multi = /^multipart\/form-data/i.test(req.headers['content-type'] ?? '');
           const limit = multi ? cfg.maxBodyBytes : cfg.maxFileBytes;
-          if (Number.isFinite(len) && len > limit) throw toApiError({ code: 'FST_ERR_CTP_BODY_TOO_LARGE' }, { ...cfg.limits, maxBodyBytes: limit });
+          if (Number.isFinite(len) && len > limit) throw bodyTooLarge(limit);
           // A full queue answers 503 at once, before the body is read (it is checked again once the body is in).
           admission(() => queue.check());
           const st: RequestState = { abort: new AbortController(), started: performance.now(), stage: 'upload' };
@@ -366,7 +366,7 @@ async function readUploads(req: FastifyRequest, maxBodyBytes: number, onBytes: (
         if (part.type !== 'file') continue; // other fields are ignored
         const bytes = await part.toBuffer();
         total += bytes.length;
-        if (total > maxBodyBytes) throw toApiError({ code: 'FST_ERR_CTP_BODY_TOO_LARGE' }, { maxBodyBytes, maxFileBytes: 0, maxFiles: 0 });
+        if (total > maxBodyBytes) throw bodyTooLarge(maxBodyBytes);
         const n = uploads.length + 1;
         const filename = part.filename !== undefined && part.filename !== '' ? part.filename : null;
         uploads.push({ filename, label: filename ?? `file #${n}`, bytes });

@@ -99,10 +99,6 @@ interface FrameworkError {
   validation?: unknown;
 }
 
-/**
- * Any thrown value -> ApiError. Errors from fastify and @fastify/multipart carry a `code`; anything
- * without an HTTP status is a bug on our side and becomes a generic 500 (its text is logged, not sent).
- */
 /** The size limits an upload is checked against (for the messages of 413/400 errors). */
 export interface UploadLimits {
   maxBodyBytes: number;
@@ -110,13 +106,23 @@ export interface UploadLimits {
   maxFiles: number;
 }
 
+const mb = (n: number): string => `${(n / 1048576).toFixed(n % 1048576 === 0 ? 0 : 1)} MiB`;
+
+/** 413 body_too_large: the request body is over `maxBodyBytes`. */
+export function bodyTooLarge(maxBodyBytes: number): ApiError {
+  return new ApiError(413, 'body_too_large', `request body is larger than ${mb(maxBodyBytes)}`);
+}
+
+/**
+ * Any thrown value -> ApiError. Errors from fastify and @fastify/multipart carry a `code`; anything
+ * without an HTTP status is a bug on our side and becomes a generic 500 (its text is logged, not sent).
+ */
 export function toApiError(err: unknown, limits: UploadLimits): ApiError {
   if (err instanceof ApiError) return err;
   const e = (typeof err === 'object' && err !== null ? err : {}) as FrameworkError;
-  const mb = (n: number): string => `${(n / 1048576).toFixed(n % 1048576 === 0 ? 0 : 1)} MiB`;
   switch (e.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new ApiError(413, 'body_too_large', `request body is larger than ${mb(limits.maxBodyBytes)}`);
+      return bodyTooLarge(limits.maxBodyBytes);
     case 'FST_REQ_FILE_TOO_LARGE':
       return new ApiError(413, 'image_too_large', `an image is larger than ${mb(limits.maxFileBytes)}`);
     case 'FST_FILES_LIMIT':

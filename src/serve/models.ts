@@ -19,6 +19,7 @@ import { resolveModelPath, shippedModelPath } from '../infer/load.js';
 import { parseClassifierMetadata, readOnnxMetadata, type ClassifierInfo } from '../infer/onnx-meta.js';
 import type { EnsembleManifest } from '../infer/ensemble.js';
 import type { BundleManifest } from '../model/bundle.js';
+import { sha256Hex } from '../util/hash.js';
 
 /** Validation figures from a bundle's manifest (what its MODEL_CARD.md reports). */
 export interface ModelMetrics {
@@ -116,7 +117,6 @@ async function hashFiles(paths: string[], variant?: string): Promise<string> {
 
 async function loadOnnxFile(path: string, id: string): Promise<LoadedModel> {
   const info = parseClassifierMetadata(await readOnnxMetadata(path), path);
-  const card = join(dirname(path), 'MODEL_CARD.md');
   return {
     id,
     version: versionOf(info.createdAt, await hashFiles([path])),
@@ -124,8 +124,14 @@ async function loadOnnxFile(path: string, id: string): Promise<LoadedModel> {
     path,
     onnx: { path },
     metrics: null,
-    card: existsSync(card) ? await readFile(card, 'utf8') : null,
+    card: await readCard(dirname(path)),
   };
+}
+
+/** The MODEL_CARD.md in `dir`, or null when there is none. */
+async function readCard(dir: string): Promise<string | null> {
+  const card = join(dir, 'MODEL_CARD.md');
+  return existsSync(card) ? readFile(card, 'utf8') : null;
 }
 
 /** Finds (and assembles, or takes from the cache) the classifier named by `model`; no session is made. */
@@ -143,7 +149,6 @@ export async function loadModel(model: string | undefined, opts: ModelLoadOption
   if (found.source.kind === 'onnx') return loadOnnxFile(found.source.path, id);
   const dir = found.source.path;
   const digest = await hashFiles(found.files, found.variant);
-  const card = join(dir, 'MODEL_CARD.md');
   return {
     id,
     version: versionOf(found.info.createdAt, digest),
@@ -151,7 +156,7 @@ export async function loadModel(model: string | undefined, opts: ModelLoadOption
     path: dir,
     onnx: found.onnx,
     metrics: metricsOf(found.manifest ?? found.ensemble),
-    card: existsSync(card) ? await readFile(card, 'utf8') : null,
+    card: await readCard(dir),
   };
 }
 
@@ -187,6 +192,6 @@ export function deviceJson(m: LoadedModel, bytes: Uint8Array, url: string): Devi
     temperature: m.info.temperature,
     onnx: url,
     bytes: bytes.length,
-    sha256: createHash('sha256').update(bytes).digest('hex'),
+    sha256: sha256Hex(bytes),
   };
 }

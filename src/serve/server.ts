@@ -45,7 +45,10 @@ interface ServerContext {
  * on-device model fails serves the API without it.
  */
 export async function createServer(opts: ServeOptions = {}): Promise<FastifyInstance> {
-  const cfg = resolveServeConfig(opts);
+  return buildServer(resolveServeConfig(opts), opts);
+}
+
+async function buildServer(cfg: ServeConfig, opts: ServeOptions): Promise<FastifyInstance> {
   const loadOpts = (tta: boolean | undefined): ModelLoadOptions => ({
     ...(opts.cache === false ? { cache: false } : {}),
     ...(tta !== undefined ? { tta } : {}),
@@ -315,8 +318,9 @@ export interface RunningServer {
 }
 
 export async function startServer(opts: ServeOptions = {}): Promise<RunningServer> {
-  const { host, port: wanted } = resolveServeConfig(opts);
-  const app = await createServer(opts);
+  const cfg = resolveServeConfig(opts);
+  const { host, port: wanted } = cfg;
+  const app = await buildServer(cfg, opts);
   try {
     await app.listen({ host, port: wanted });
   } catch (err) {

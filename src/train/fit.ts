@@ -272,6 +272,7 @@ export async function fit(model: ClassifierModel, data: FitData, opts: FitOption
   const batches = Math.ceil(n / opts.batchSize);
   const workers = Math.min(opts.workers ?? 1, opts.batchSize);
   if (!Number.isInteger(workers) || workers < 1) throw new RangeError(`workers must be an integer >= 1, got ${opts.workers}`);
+  const headVars = model.head.trainableVariables;
   let parallel: ParallelTop | undefined;
   try {
     if (model.top && workers > 1) {
@@ -284,14 +285,7 @@ export async function fit(model: ClassifierModel, data: FitData, opts: FitOption
         backend: opts.backend ?? 'wasm',
       });
     }
-  } catch (err) {
-    optimizer.dispose();
-    ema?.dispose();
-    throw err;
-  }
-  const headVars = model.head.trainableVariables;
-  for (const cb of opts.callbacks) await cb.onTrainBegin?.(ctl);
-  try {
+    for (const cb of opts.callbacks) await cb.onTrainBegin?.(ctl);
     for (let epoch = 1; epoch <= opts.epochs && !ctl.stopTraining; epoch++) {
       for (const cb of opts.callbacks) await cb.onEpochBegin?.(epoch, ctl);
       const lr = ctl.lr;
@@ -401,7 +395,6 @@ export async function fit(model: ClassifierModel, data: FitData, opts: FitOption
     optimizer.dispose();
     await parallel?.close();
     ema?.dispose(); // the model keeps what it holds now: EMA weights, unless training failed mid-epoch
-
   }
   return { history, epochsRun: history.length };
 }

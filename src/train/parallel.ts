@@ -177,10 +177,15 @@ export class ParallelTop {
   async forward(rows: readonly Float32Array[]): Promise<Float32Array> {
     if (this.closed) throw new Error('ParallelTop is closed');
     this.publishWeights();
-    const out = new Float32Array(rows.length * this.width);
     const shards = this.shards(rows.length);
     shards.forEach(([a, b], k) => this.post(k, rows.slice(a, b), 'forward'));
+    return this.gatherPooled(shards, rows.length);
+  }
+
+  /** The shards' pooled outputs joined in batch order, [n * width]. */
+  private async gatherPooled(shards: readonly [number, number][], n: number): Promise<Float32Array> {
     const parts = await Promise.all(shards.map((_, k) => this.next(this.replicas[k]!, 'pooled')));
+    const out = new Float32Array(n * this.width);
     shards.forEach(([a], k) => out.set(parts[k]!.pooled, a * this.width));
     return out;
   }
@@ -202,10 +207,7 @@ export class ParallelTop {
       this.post(k, rows.slice(a, b), 'step');
     });
     try {
-      const parts = await Promise.all(shards.map((_, k) => this.next(this.replicas[k]!, 'pooled')));
-      const pooled = new Float32Array(n * this.width);
-      shards.forEach(([a], k) => pooled.set(parts[k]!.pooled, a * this.width));
-      const d = head(pooled, n);
+      const d = head(await this.gatherPooled(shards, n), n);
       shards.forEach(([a, b], k) => {
         const r = this.replicas[k]!;
         r.dPooled.set(d.subarray(a * this.width, b * this.width));

@@ -5,6 +5,7 @@
  * regular files or folders are reported as such, and file names that are not valid UTF-8 keep
  * their bytes (a Buffer path) instead of turning into a name that does not exist.
  */
+import type { BigIntStats } from 'node:fs';
 import { lstat, readdir, stat } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 
@@ -114,6 +115,14 @@ export async function fileId(path: FsPath): Promise<string> {
   return `${s.dev}:${s.ino}`;
 }
 
+/** The DirEntry of a name whose (link-following, bigint) stat is `s`. */
+export function statEntry(name: string, path: string, fsPath: FsPath, s: BigIntStats): DirEntry {
+  const kind: DirEntry['kind'] = s.isDirectory() ? 'dir' : s.isFile() ? 'file' : 'other';
+  const e: DirEntry = { name, path, fsPath, kind, isDir: kind === 'dir', id: `${s.dev}:${s.ino}` };
+  if (kind === 'other') e.special = specialKind(s);
+  return e;
+}
+
 export interface ListOptions {
   /** How `dir` is shown (default: displayPath(dir)). */
   display?: string;
@@ -145,10 +154,7 @@ export async function listDir(dir: FsPath, opts: ListOptions = {}): Promise<DirE
         // else: removed while we looked; nothing to report.
         return undefined;
       }
-      const kind: DirEntry['kind'] = s.isDirectory() ? 'dir' : s.isFile() ? 'file' : 'other';
-      const e: DirEntry = { name, path, fsPath, kind, isDir: kind === 'dir', id: `${s.dev}:${s.ino}` };
-      if (kind === 'other') e.special = specialKind(s);
-      return e;
+      return statEntry(name, path, fsPath, s);
     }),
   );
   return entries.filter((e): e is DirEntry => e !== undefined).sort((a, b) => byCodePoint(a.name, b.name));

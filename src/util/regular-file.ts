@@ -54,7 +54,7 @@ export function fsErrorReason(err: unknown): string {
     case 'ENAMETOOLONG':
       return FILE_REASONS.nameTooLong;
     case 'EISDIR':
-      return 'not a regular file (folder)';
+      return notRegular('folder');
     default:
       return `unreadable (${typeof code === 'string' ? code : err instanceof Error ? err.message : String(err)})`;
   }
