@@ -282,6 +282,8 @@ interface TorchInfo {
   torch: string;
   torchvision: string;
   mkldnn: boolean;
+  /** The quantized engine PyTorch's int8 rows use (null: none in this build). */
+  int8Engine: string | null;
 }
 
 /** PyTorch images/s for one setting: eager (`e2e`, `model`) and frozen TorchScript; MACs per image. */
@@ -380,10 +382,17 @@ class TorchClient {
     return new TorchClient(child, lines, exited, JSON.parse(first.value) as TorchInfo);
   }
 
-  async measure(id: string, threads: number, batch: number): Promise<TorchRow | undefined> {
-    this.child.stdin!.write(`${JSON.stringify({ id, headUnits: getBackbone(id).defaultHeadUnits, threads, batch })}\n`);
+  /** PyTorch's figures for the same setting; for int8, PyTorch's own int8 (undefined if it cannot). */
+  async measure(id: string, threads: number, batch: number, precision: 'fp32' | 'int8'): Promise<TorchRow | undefined> {
+    this.child.stdin!.write(`${JSON.stringify({ id, headUnits: getBackbone(id).defaultHeadUnits, threads, batch, precision })}\n`);
     const r = await this.lines.next();
-    return r.done === true ? undefined : (JSON.parse(r.value) as TorchRow);
+    if (r.done === true) return undefined;
+    const row = JSON.parse(r.value) as TorchRow | { error: string };
+    if ('error' in row) {
+      log(`  PyTorch ${precision}: ${row.error}`);
+      return undefined;
+    }
+    return row;
   }
 
   async close(): Promise<void> {
@@ -445,7 +454,7 @@ async function mainTable(): Promise<void> {
           const model = await timeModel((x, n) => clf.run(asBatch(x, n)), p.pixels, files.length, per, batch);
           const e2e = await timeE2E(clf, files, batch);
           log(`  ${p.id} ${precision} threads ${threads} batch ${batch}: e2e ${f1(e2e)} img/s, model ${f1(model)} img/s (${f1(model * p.gflop)} GFLOP/s)`);
-          const t = precision === 'fp32' ? await torch?.measure(p.id, threads, batch) : undefined;
+          const t = await torch?.measure(p.id, threads, batch, precision);
           const tb = row.torch;
           row = {
             ...row, e2e: Math.max(row.e2e, e2e), model: Math.max(row.model, model),
@@ -495,7 +504,10 @@ async function mainTable(): Promise<void> {
     const tm = prepared.map((p) => [p.id, rows.find((r) => r.backbone === p.id)?.torch?.macs] as const).filter(([, v]) => v !== undefined).map(([k, v]) => `${k} ${((2 * v!) / 1e9).toFixed(2)}`).join(', ');
     out.push(
       `- PyTorch: torchvision models with random weights and the same head, eval, \`torch.inference_mode()\`, \`torch.set_num_threads\` = threads; *frozen* = \`torch.jit.optimize_for_inference(torch.jit.script(model))\`. ` +
-        `GFLOP/img: ${tm}${tm.includes('resnet50') ? " (torchvision's ResNet50 is v1.5: stride 2 in the 3x3, not the 1x1, convolutions)" : ''}. e2e decodes with PIL (JPEG draft mode, bilinear), the next batch on 2 threads during inference.`,
+        `GFLOP/img: ${tm}${tm.includes('resnet50') ? " (torchvision's ResNet50 is v1.5: stride 2 in the 3x3, not the 1x1, convolutions)" : ''}. e2e decodes with PIL (JPEG draft mode, bilinear), the next batch on 2 threads during inference.` +
+        (PRECISIONS.includes('int8')
+          ? ` int8 rows: PyTorch's own static int8 (FX graph mode, default qconfig of the '${torch.info.int8Engine ?? 'none'}' engine, calibrated on 32 of the images; *frozen* = traced and \`torch.jit.freeze\`d).`
+          : ''),
     );
   }
   out.push(`- Per setting, rounds alternate phoneside and PyTorch; the best round of each is kept. Load average (1 min): ${loadStart.toFixed(2)} at start, ${loadEnd.toFixed(2)} at end (anything else running on these cores makes the numbers noisy).`);
@@ -520,6 +532,19 @@ async function mainTable(): Promise<void> {
         out.push(`- Target faster than PyTorch (ResNet50, e2e, 2 threads, best batch of each): phoneside ${f1(b2.e2e)} vs PyTorch eager ${f1(eager)}, frozen ${f1(frozen)} images/s: ${b2.e2e > Math.max(eager, frozen) ? 'met' : 'not met'}.`);
       }
     }
+  }
+  // The int8 targets: against PyTorch's frozen fp32 at the same setting (the fp32 row's PyTorch columns).
+  for (const [id, floor] of [['resnet50', 50], ['mobilenet_v2_0.35', 0]] as const) {
+    const cands = rows.filter((r) => r.backbone === id && r.threads === 2);
+    const fp32Torch = (r: Row): TorchRow | undefined => rows.find((f) => f.backbone === id && f.precision === 'fp32' && f.threads === r.threads && f.batch === r.batch)?.torch;
+    const best = cands.reduce<(Row & { torch?: TorchRow }) | undefined>((a, r) => (!a || r.e2e > a.e2e ? r : a), undefined);
+    const tf = best && fp32Torch(best);
+    if (!best || !tf) continue;
+    const ratio = best.e2e / tf.frozenE2e;
+    out.push(
+      `- Target ${id} >= 1.5x PyTorch frozen fp32 e2e${floor ? ` and >= ${floor} images/s` : ''} on 2 cores: best phoneside ${f1(best.e2e)} images/s (${best.precision}, batch ${best.batch}) vs PyTorch frozen fp32 ${f1(tf.frozenE2e)}: ${ratio.toFixed(2)}x, ` +
+        `${ratio >= 1.5 && best.e2e >= floor ? 'met' : 'not met'}.`,
+    );
   }
   console.log(out.join('\n'));
   if (values.json) {

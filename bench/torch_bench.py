@@ -9,8 +9,9 @@ ResNet50 / MobileNetV2 (random weights: speed does not depend on them) with phon
 eager and as a frozen TorchScript module (torch.jit.optimize_for_inference).
 
 Line protocol, so that each setting runs right after phoneside's (the machine's load drifts):
-  stdin line 1: {files, minSeconds, size}         -> {torch, torchvision, mkldnn}
-  then, per line: {id, headUnits, threads, batch} -> {macs, e2e, model, frozenE2e, frozenModel} (images/s)
+  stdin line 1: {files, minSeconds, size}         -> {torch, torchvision, mkldnn, int8Engine}
+  then, per line: {id, headUnits, threads, batch, precision?} -> {macs, e2e, model, frozenE2e, frozenModel} (images/s)
+  (precision 'int8': PyTorch's own static int8, FX graph mode, eager and frozen; or {error})
 Progress goes to stderr.
 """
 import json
@@ -123,11 +124,51 @@ def main():
                         return rate
 
     x_all = torch.from_numpy(decode_batch(files))
-    reply({"torch": torch.__version__, "torchvision": torchvision.__version__, "mkldnn": bool(torch.backends.mkldnn.is_available())})
+    # PyTorch's int8 peer: FX graph mode static quantization with the best engine this build has
+    # (fbgemm or onednn use VNNI on x86; qnnpack is the ARM-first fallback).
+    engines = torch.backends.quantized.supported_engines
+    int8_engine = next((e for e in ("fbgemm", "x86", "onednn", "qnnpack") if e in engines), None)
+    reply({"torch": torch.__version__, "torchvision": torchvision.__version__, "mkldnn": bool(torch.backends.mkldnn.is_available()), "int8Engine": int8_engine})
+
+    def quantize(m):
+        """(FX int8 module, the same traced and frozen), calibrated on the first 32 images."""
+        import copy
+        from torch.ao.quantization import get_default_qconfig_mapping
+        from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+        torch.backends.quantized.engine = int8_engine
+        prepared = prepare_fx(copy.deepcopy(m), get_default_qconfig_mapping(int8_engine), example_inputs=(x_all[:1],))
+        with torch.no_grad():
+            prepared(x_all[:32])
+        q = convert_fx(prepared)
+        with torch.no_grad():
+            frozen = torch.jit.freeze(torch.jit.trace(q, x_all[:8]))
+        return q, frozen
+
     models = {}
     for line in sys.stdin:
         req = json.loads(line)
         name = req["id"]
+        if req.get("precision") == "int8":
+            key = name + "/int8"
+            if key not in models:
+                if int8_engine is None:
+                    reply({"error": "this PyTorch build has no quantized engine"})
+                    continue
+                try:
+                    q, frozen = quantize(build(name, req["headUnits"]))
+                except Exception as err:  # an op without an int8 kernel in this build, say
+                    reply({"error": f"PyTorch int8 failed: {err}"})
+                    continue
+                models[key] = (q, frozen, count_macs(build(name, req["headUnits"])))
+            q, frozen, macs = models[key]
+            torch.set_num_threads(req["threads"])
+            bs = req["batch"]
+            row = {"macs": macs, "model": time_model(q, x_all, bs), "e2e": time_e2e(q, bs), "frozenModel": time_model(frozen, x_all, bs), "frozenE2e": time_e2e(frozen, bs)}
+            log(f"  torch int8 ({int8_engine}) {name} threads {req['threads']} batch {bs}: FX e2e {row['e2e']:.1f}, model {row['model']:.1f}; "
+                f"frozen e2e {row['frozenE2e']:.1f}, model {row['frozenModel']:.1f} img/s")
+            reply(row)
+            continue
         if name not in models:
             m = build(name, req["headUnits"])
             # PyTorch's own best CPU inference path: TorchScript, frozen, conv+BN folded, oneDNN

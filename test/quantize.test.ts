@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -17,7 +17,8 @@ import { cmdPredict } from '../src/cli/predict.js';
 import { Classifier } from '../src/infer/classifier.js';
 import { exportClassifier } from '../src/infer/export.js';
 import { readOnnxMetadata } from '../src/infer/onnx-meta.js';
-import { listLabelledImages, QuantizationGateError } from '../src/infer/quantize.js';
+import { resolveModelPath } from '../src/infer/load.js';
+import { applyInt8Recipe, INT8_RECIPE_FILE, listLabelledImages, QuantizationGateError, type Int8Recipe, type QuantizationRecord } from '../src/infer/quantize.js';
 import { OnnxGraphBuilder } from '../src/onnx/builder.js';
 import { calibrateRanges } from '../src/onnx/calibrate.js';
 import { activationParams, dequantizeValue, quantizeModel, quantizeValue, quantizeWeightsPerChannel, roundHalfEven, tensorsToCalibrate } from '../src/onnx/quantize.js';
@@ -163,7 +164,7 @@ test('int8 export of the fixture model: QDQ file, gate figures, same answers as 
       // for form; the shipped models' gate figures are in the README.
       const code = await cmdExport([bundle, '--out', out, '--precision', 'int8', '--calibration', calib, '--gate-data', gate, '--force'], f.io);
       assert.equal(code, 0, f.err());
-      assert.match(f.out(), /int8: \d+ Conv quantized \(1 kept fp32\), calibrated on 48 images/);
+      assert.match(f.out(), /int8: \d+ Conv quantized \(\d+ kept fp32\), calibrated on 48 images/);
       assert.match(f.out(), /int8 gate (passed|FAILED \(written because of --force\)): agreement with fp32 \d+\.\d+% of 60 images .*max \|Δp\| \d\.\d+, accuracy fp32 .* int8 /);
       const meta = await readOnnxMetadata(out);
       assert.equal(meta['precision'], 'int8');
@@ -228,8 +229,48 @@ test('the gate refuses a bad quantization (calibrated on one black image) unless
       const forced = await exportClassifier({ model: bundle, out, precision: 'int8', calibration: black, gateData: gate, force: true });
       assert.equal(forced.quantization?.forced, true);
       assert.equal(forced.quantization?.gate?.passed, false);
+      // Failing with every convolution in int8, it kept more of the most sensitive ones in fp32
+      // (0, 4, 8, 12) and wrote the try closest to fp32.
+      const attempts = forced.quantization?.attempts ?? [];
+      assert.deepEqual(attempts.map((a) => a.keptFp32), [0, 4, 8, 12]);
+      assert.equal(forced.quantization?.gate?.agreement, Math.max(...attempts.map((a) => a.agreement)));
+      assert.equal(forced.quantization?.keptFp32?.length ?? 0, attempts.find((a) => a.agreement === forced.quantization?.gate?.agreement)!.keptFp32);
       // Loading with int8 applies the same gate.
       await assert.rejects(Classifier.load(bundle, { precision: 'int8', calibration: black, gateData: gate }), QuantizationGateError);
+    });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("a shipped model's int8 recipe: int8 without photos, the graph its gate was measured on, refused for another graph", { skip: NO_DATA }, async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'phoneside-int8-recipe-'));
+  try {
+    await withEnv({ cacheDir: join(dir, 'cache') }, async () => {
+      // No calibration data is read: the recipe's ranges and kept-fp32 list make the graph.
+      const t0 = performance.now();
+      const int8 = await Classifier.load('mobilenet_v2', { precision: 'int8', threads: 1 });
+      const ms = performance.now() - t0;
+      assert.equal(int8.info.precision, 'int8');
+      const meta = await readOnnxMetadata(int8.source.cachedOnnx!);
+      const record = JSON.parse(meta['quantization']!) as QuantizationRecord;
+      assert.match(record.recipe ?? '', /models[/\\]mobilenet_v2[/\\]int8\.json$/);
+      assert.ok(record.gate!.passed && record.gate!.agreement >= 0.995 && record.gate!.images === 1285, JSON.stringify(record.gate));
+      assert.equal(record.keptFp32?.length, record.summary.keptFloat - 1, 'the stem conv and the recipe’s kept convolutions stay fp32');
+      // Deterministic: these photos keep fp32's top label (the gate allows 0.5% to change).
+      const fp32 = await Classifier.load('mobilenet_v2', { threads: 1 });
+      const [p8, p32] = [await int8.probabilities(IMAGES), await fp32.probabilities(IMAGES)];
+      p32.forEach((p, i) => assert.equal(p8[i]!.indexOf(Math.max(...p8[i]!)), p.indexOf(Math.max(...p)), IMAGES[i]));
+      console.log(`mobilenet_v2 int8 from its recipe in ${Math.round(ms)} ms`);
+
+      // The recipe names the fp32 graph it was made for; any other graph is refused by it.
+      const recipe = JSON.parse(await readFile(join(resolveModelPath('mobilenet_v2'), INT8_RECIPE_FILE), 'utf8')) as Int8Recipe;
+      const otherModel = await Classifier.load(await makeBundle(join(dir, 'other')), { threads: 1 }); // same backbone, another head
+      await otherModel.dispose();
+      const other = await readFile(otherModel.source.cachedOnnx!);
+      assert.throws(() => applyInt8Recipe(new Uint8Array(other), recipe, 'int8.json'), /int8\.json was made for another fp32 graph/);
+      await int8.dispose();
+      await fp32.dispose();
     });
   } finally {
     await rm(dir, { recursive: true, force: true });

@@ -21,6 +21,7 @@ import { checkPreprocessing } from './resize.js';
  * @property {number} [temperature]
  * @property {string} onnx  URL of the ONNX file
  * @property {number} [bytes]
+ * @property {'fp32' | 'int8'} [precision]  'int8': a quantized graph, run on wasm
  */
 
 /**
@@ -110,10 +111,11 @@ export async function loadDeviceModel(opts = {}) {
     return new Uint8Array(await res.arrayBuffer());
   });
   modelBytes.catch(() => {}); // awaited below; avoid an unhandled rejection meanwhile
-  const wanted = opts.prefer ?? ((await hasWebGpu()) ? 'webgpu' : 'wasm');
+  // An int8 graph is for CPUs: WebGPU has no integer kernels for it and would hand most of it back.
+  const wanted = opts.prefer ?? (info.precision !== 'int8' && (await hasWebGpu()) ? 'webgpu' : 'wasm');
   /** @type {'webgpu' | 'wasm'} */
   let backend = wanted;
-  say(`Loading ONNX Runtime (${backend}) and the model (${info.bytes ? (info.bytes / 1e6).toFixed(1) + ' MB' : 'ONNX'})…`);
+  say(`Loading ONNX Runtime (${backend}) and the model (${info.precision === 'int8' ? 'int8, ' : ''}${info.bytes ? (info.bytes / 1e6).toFixed(1) + ' MB' : 'ONNX'})…`);
   let ort = await importOrt(backend);
   const bytes = await modelBytes;
   let session;

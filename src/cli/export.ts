@@ -24,6 +24,9 @@ export function cmdExport(args: string[], io: CliIO): Promise<number> {
     if (q) {
       const n = Object.entries(q.summary.quantized).map(([op, k]) => `${k} ${op}`).join(', ');
       io.stdout.write(`int8: ${n} quantized (${q.summary.keptFloat} kept fp32), calibrated on ${q.calibration.images} images of ${q.calibration.data}\n`);
+      for (const a of (q.attempts ?? []).filter((a) => !a.passed)) {
+        io.stdout.write(`int8 with the ${a.keptFp32} most sensitive convolutions in fp32: agreement ${(100 * a.agreement).toFixed(2)}%, gate failed\n`);
+      }
       io.stdout.write(q.gate ? `int8 gate ${q.gate.passed ? 'passed' : 'FAILED (written because of --force)'}: ${formatGate(q.gate)}\n` : 'int8 gate not run (no gate data; written because of --force)\n');
     }
     return 0;

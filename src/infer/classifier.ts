@@ -27,8 +27,9 @@ import { classifierMetadata, parseClassifierMetadata, parseThresholds, readOnnxM
 import { resolveModelPath } from './load.js';
 import { emitterFingerprint, packageVersion } from './package.js';
 import { decide, type Prediction } from './prediction.js';
-import { withMetadata } from '../onnx/quantize.js';
-import { quantizationKey, quantizeClassifier, type Precision, type QuantizeClassifierOptions } from './quantize.js';
+import { graphSha256, withMetadata } from '../onnx/quantize.js';
+import { identify, type ModelIdentity } from './identity.js';
+import { applyInt8Recipe, INT8_RECIPE_FILE, quantizationKey, quantizeClassifier, type Int8Recipe, type Precision, type QuantizeClassifierOptions } from './quantize.js';
 
 /**
  * How Classifier.load loads a model. The backbones' ImageNet weights are not an option: they are
@@ -319,17 +320,24 @@ async function toInt8(found: ClassifierOnnx, opts: Pick<LoadClassifierOptions, '
     ...(opts.gateData !== undefined ? { gateData: opts.gateData } : {}),
     ...(opts.force !== undefined ? { force: opts.force } : {}),
   };
+  // A shipped model's recipe, unless other calibration data is asked for.
+  const recipeFile = join(found.source.path, INT8_RECIPE_FILE);
+  const recipeBytes = opts.calibration === undefined && opts.gateData === undefined ? await readFile(recipeFile).catch(() => undefined) : undefined;
+  const recipe = recipeBytes && (parseJsonText(recipeBytes.toString('utf8'), recipeFile) as Int8Recipe);
+  // A recipe for another graph (other backbone weights given with --weights) is not used: calibrate.
+  const usable = recipe !== undefined && recipe.fp32GraphSha256 === graphSha256(fp32) ? recipe : undefined;
   const info: ClassifierInfo = { ...found.info, precision: 'int8' };
   const variant = [found.variant, 'precision=int8'].filter((v) => v !== undefined).join(',');
   let cachePath: string | undefined;
   if (opts.cache !== false) {
-    const key = createHash('sha256').update('phoneside-int8\n').update(sha256Hex(fp32)).update(`\n${await quantizationKey(q)}`).digest('hex');
+    const how = usable !== undefined ? `recipe ${sha256Hex(recipeBytes!)}` : await quantizationKey(q);
+    const key = createHash('sha256').update('phoneside-int8\n').update(sha256Hex(fp32)).update(`\n${how}`).digest('hex');
     cachePath = join(env.cacheDir, 'models', `${key}.int8.onnx`);
     if (await cachedFile(cachePath)) {
       return { ...found, info, variant, source: { ...found.source, cachedOnnx: cachePath, cacheHit: true }, onnx: { path: cachePath } };
     }
   }
-  const { bytes, record } = await quantizeClassifier(fp32, found.info, q);
+  const { bytes, record } = usable !== undefined ? applyInt8Recipe(fp32, usable, recipeFile) : await quantizeClassifier(fp32, found.info, q);
   const { onnx, cachedOnnx } = await store(withMetadata(bytes, { precision: 'int8', quantization: JSON.stringify(record) }), cachePath);
   const { cachedOnnx: _fp32Cache, ...source } = found.source;
   return { ...found, info, variant, source: { ...source, cacheHit: false, ...(cachedOnnx ? { cachedOnnx } : {}) }, onnx };
@@ -428,6 +436,8 @@ export class Classifier {
     readonly manifest?: BundleManifest,
     /** The ensemble.json of an ensemble. */
     readonly ensemble?: EnsembleManifest,
+    /** What identity() hashes: the files the model is made of and the name it was asked by. */
+    private readonly made?: { files: readonly string[]; variant?: string; requested?: string },
   ) {}
 
   /**
@@ -440,22 +450,23 @@ export class Classifier {
     const model = resolveModelPath(ref);
     const found = await locateClassifierOnnx(model, opts);
     try {
-      return await Classifier.open(found, opts);
+      return await Classifier.open(found, opts, ref);
     } catch (err) {
       if (!found.source.cacheHit) throw err;
       await rm(found.source.cachedOnnx!, { force: true }); // unreadable cache entry: rebuild it
-      return Classifier.open(await locateClassifierOnnx(model, opts), opts);
+      return Classifier.open(await locateClassifierOnnx(model, opts), opts, ref);
     }
   }
 
-  private static async open(found: ClassifierOnnx, opts: Pick<LoadClassifierOptions, 'threads'>): Promise<Classifier> {
+  private static async open(found: ClassifierOnnx, opts: Pick<LoadClassifierOptions, 'threads'>, requested: string | undefined): Promise<Classifier> {
     const so = sessionOptions(opts.threads);
     const session = 'path' in found.onnx ? await ort.InferenceSession.create(found.onnx.path, so) : await ort.InferenceSession.create(found.onnx.bytes, so);
     if (!session.inputNames.includes('input') || !session.outputNames.includes('output')) {
       await session.release();
       throw new Error(`${found.source.path}: expected an input named 'input' and an output named 'output'`);
     }
-    return new Classifier(found.info, session, found.source, found.manifest, found.ensemble);
+    const made = { files: found.files, ...(found.variant !== undefined ? { variant: found.variant } : {}), ...(requested !== undefined ? { requested } : {}) };
+    return new Classifier(found.info, session, found.source, found.manifest, found.ensemble, made);
   }
 
   get classes(): string[] {
@@ -526,6 +537,12 @@ export class Classifier {
   async classify(image: string | Uint8Array, opts: ClassifyOptions = {}): Promise<Prediction> {
     const [p] = await this.probabilities([image]);
     return decide(this.classes, p!, opts.minConfidence ?? 0, opts.thresholds === false ? {} : this.thresholds);
+  }
+
+  /** The model's id and version, as the server and the catalog name it (see infer/identity.ts). */
+  async identity(): Promise<ModelIdentity> {
+    const made = this.made ?? { files: [this.source.path] };
+    return identify({ info: this.info, source: this.source, files: made.files, ...(made.variant !== undefined ? { variant: made.variant } : {}) }, made.requested);
   }
 
   async dispose(): Promise<void> {

@@ -15,7 +15,7 @@ import * as ort from 'onnxruntime-node';
 import { normalizeToCHW } from '../backbones/preprocess.js';
 import { isSupportedImagePath, loadForModel } from '../data/image.js';
 import { calibrateRanges, type CalibrationMethod } from '../onnx/calibrate.js';
-import { quantizeModel, tensorsToCalibrate, type QuantizeSummary } from '../onnx/quantize.js';
+import { defaultExclude, graphSha256, quantizableConvs, quantizeModel, tensorsToCalibrate, type QuantizeSummary, type TensorRange } from '../onnx/quantize.js';
 import { argmax } from '../util/argmax.js';
 import { parseCsv } from '../util/csv.js';
 import { byCodePoint } from '../util/list-dir.js';
@@ -33,6 +33,14 @@ export const GATE_MAX_ACCURACY_DROP = 0.005;
 export const DEFAULT_CALIBRATION_IMAGES = 256;
 /** Calibration: min/max over the calibration images (what kept the shipped models' answers). */
 const CALIBRATION_METHOD: CalibrationMethod = 'minmax';
+/**
+ * When the all-int8 graph fails the gate: how many of the most sensitive convolutions are kept in
+ * fp32 in the next tries (MobileNetV2 0.35 fails with all of them quantized, 98.60 % agreement,
+ * and passes with its 8 most sensitive in fp32: 99.61 %).
+ */
+const KEEP_FP32_STEPS = [4, 8, 12] as const;
+/** Calibration images used to rank convolutions by sensitivity (one run of them per convolution). */
+const SENSITIVITY_IMAGES = 64;
 
 /** The phones data set next to the repository (../shared/datasets/phones), when it is there. */
 export function defaultQuantizationData(): string | undefined {
@@ -143,10 +151,19 @@ export interface GateReport {
 export interface QuantizationRecord {
   calibration: { data: string; images: number; method: CalibrationMethod };
   gate?: GateReport;
+  /**
+   * Convolutions kept in fp32 because int8 failed the gate with them quantized: the most
+   * sensitive ones (each quantized alone, largest mean |Δp| on calibration images) first.
+   */
+  keptFp32?: string[];
+  /** Every quantization tried, in order (fp32-kept count and its gate figures); the last is the one used. */
+  attempts?: { keptFp32: number; agreement: number; accuracyInt8?: number; passed: boolean }[];
   /** Nodes quantized (by op type), kept in fp32, activation tensors with Q/DQ pairs. */
   summary: QuantizeSummary;
   /** Set when the gate failed or could not run and `force` wrote the model anyway. */
   forced?: boolean;
+  /** Set when the graph was made from a shipped int8 recipe (that file); `gate` is then what was measured when it was shipped. */
+  recipe?: string;
 }
 
 export class QuantizationGateError extends Error {
@@ -251,7 +268,7 @@ export function quantizationData(opts: Pick<QuantizeClassifierOptions, 'calibrat
  */
 export async function quantizationKey(opts: QuantizeClassifierOptions): Promise<string> {
   const { calibration, gateData } = quantizationData(opts);
-  const h = createHash('sha256').update(`int8/qdq-v1/${CALIBRATION_METHOD}/${opts.calibrationImages ?? DEFAULT_CALIBRATION_IMAGES}/force=${opts.force === true}\n`);
+  const h = createHash('sha256').update(`int8/qdq-v2/${CALIBRATION_METHOD}/${opts.calibrationImages ?? DEFAULT_CALIBRATION_IMAGES}/force=${opts.force === true}\n`);
   if (calibration !== undefined) {
     const picked = pickCalibrationImages(await listLabelledImages(calibration), opts.calibrationImages ?? DEFAULT_CALIBRATION_IMAGES);
     for (const im of picked) {
@@ -268,7 +285,7 @@ export async function quantizationKey(opts: QuantizeClassifierOptions): Promise<
  * `gateData`. Throws QuantizationGateError (with the figures) when the gate fails, or when
  * there is no data to calibrate on or to gate with, unless `force`.
  */
-export async function quantizeClassifier(fp32: Uint8Array, info: ClassifierInfo, opts: QuantizeClassifierOptions = {}): Promise<{ bytes: Uint8Array; record: QuantizationRecord }> {
+export async function quantizeClassifier(fp32: Uint8Array, info: ClassifierInfo, opts: QuantizeClassifierOptions = {}): Promise<QuantizedClassifier> {
   const { calibration, gateData } = quantizationData(opts);
   if (calibration === undefined) {
     throw new QuantizationGateError('int8 needs calibration images: give --calibration DIR (a folder of photos like the ones to classify); the phones data set (../shared/datasets/phones) is not here');
@@ -285,17 +302,117 @@ export async function quantizeClassifier(fp32: Uint8Array, info: ClassifierInfo,
     for await (const b of batchesOf(picked, info, 8)) yield feedOf(b.input, b.n, size);
   })();
   const ranges = await calibrateRanges(fp32, tensors, feeds, { method: CALIBRATION_METHOD, ...(opts.threads !== undefined ? { threads: opts.threads } : {}) });
-  const { bytes, summary } = quantizeModel(fp32, ranges);
-  const record: QuantizationRecord = { calibration: { data: calibration, images: picked.length, method: CALIBRATION_METHOD }, summary };
-  if (gateData !== undefined) {
-    opts.log?.(`checking int8 against fp32 on ${gateData}`);
-    record.gate = await runGate(fp32, bytes, info, gateData, opts);
-    if (!record.gate.passed) {
-      if (!opts.force) {
-        throw new QuantizationGateError(`the int8 model fails the accuracy gate (${record.gate.failures.join('; ')}): ${formatGate(record.gate)}; --force writes it anyway`, record);
-      }
-      record.forced = true;
+  const calibrationRecord = { data: calibration, images: picked.length, method: CALIBRATION_METHOD };
+
+  // All convolutions in int8 first; if that fails the gate, keep the most sensitive in fp32.
+  const attempts: NonNullable<QuantizationRecord['attempts']> = [];
+  let ranking: string[] | undefined;
+  let best: QuantizedClassifier | undefined;
+  for (const k of [0, ...KEEP_FP32_STEPS]) {
+    if (k > 0) {
+      ranking ??= await rankBySensitivity(fp32, ranges, picked.slice(0, SENSITIVITY_IMAGES), info, opts);
+      if (k > ranking.length) break;
     }
-  } else record.forced = true;
-  return { bytes, record };
+    const keep = new Set(ranking?.slice(0, k));
+    const { bytes, summary } = quantizeModel(fp32, ranges, k > 0 ? { exclude: (n, dims) => defaultExclude(n, dims) || keep.has(n.name ?? '') } : {});
+    const record: QuantizationRecord = { calibration: calibrationRecord, summary, ...(k > 0 ? { keptFp32: [...keep] } : {}) };
+    const made = { bytes, record, ranges };
+    if (gateData === undefined) {
+      record.forced = true;
+      return made;
+    }
+    opts.log?.(`checking int8${k > 0 ? ` (${k} most sensitive convolutions in fp32)` : ''} against fp32 on ${gateData}`);
+    record.gate = await runGate(fp32, bytes, info, gateData, opts);
+    attempts.push({ keptFp32: k, agreement: record.gate.agreement, ...(record.gate.accuracyInt8 !== undefined ? { accuracyInt8: record.gate.accuracyInt8 } : {}), passed: record.gate.passed });
+    record.attempts = [...attempts];
+    if (record.gate.passed) return made;
+    opts.log?.(`int8 gate failed: ${record.gate.failures.join('; ')}`);
+    if (best === undefined || record.gate.agreement > best.record.gate!.agreement) best = made;
+  }
+  // Every try failed: the error (or, with force, the graph) is the one closest to fp32.
+  const { record } = best!;
+  record.attempts = attempts;
+  if (!opts.force) {
+    throw new QuantizationGateError(`the int8 model fails the accuracy gate (${record.gate!.failures.join('; ')}): ${formatGate(record.gate!)}; --force writes it anyway`, record);
+  }
+  record.forced = true;
+  return best!;
 }
+
+export interface QuantizedClassifier {
+  bytes: Uint8Array;
+  record: QuantizationRecord;
+  /** The calibrated activation ranges (with record.keptFp32, all an Int8Recipe needs). */
+  ranges: ReadonlyMap<string, TensorRange>;
+}
+
+/** The file, next to a shipped model's manifest.json or ensemble.json, that lets it run in int8 without calibration data. */
+export const INT8_RECIPE_FILE = 'int8.json';
+export const INT8_RECIPE_FORMAT = 'phoneside.int8-recipe/1';
+
+/**
+ * How a model was quantized when it was shipped: the activation ranges calibrated then and the
+ * convolutions kept in fp32, for the fp32 graph with this sha256 (the graph is assembled
+ * deterministically from the bundle and its backbone's weights, so a user's graph has the same
+ * bytes). Quantizing is then pure arithmetic: no photos needed, and the gate figures measured at
+ * ship time (in `record`) hold for the same bytes.
+ */
+export interface Int8Recipe {
+  format: typeof INT8_RECIPE_FORMAT;
+  /** graphSha256 of the fp32 graph (its metadata, e.g. when it was assembled, left out). */
+  fp32GraphSha256: string;
+  ranges: Record<string, [number, number]>;
+  record: QuantizationRecord;
+}
+
+export function int8Recipe(fp32: Uint8Array, q: QuantizedClassifier): Int8Recipe {
+  return { format: INT8_RECIPE_FORMAT, fp32GraphSha256: graphSha256(fp32), ranges: Object.fromEntries([...q.ranges].map(([t, r]) => [t, [r.min, r.max]])), record: q.record };
+}
+
+/** The int8 graph a recipe describes, or an Error saying why the recipe does not fit `fp32`. */
+export function applyInt8Recipe(fp32: Uint8Array, recipe: Int8Recipe, file: string): { bytes: Uint8Array; record: QuantizationRecord } {
+  if (recipe.format !== INT8_RECIPE_FORMAT || typeof recipe.ranges !== 'object' || recipe.ranges === null) throw new Error(`${file} is not an int8 recipe (${INT8_RECIPE_FORMAT})`);
+  if (recipe.fp32GraphSha256 !== graphSha256(fp32)) throw new Error(`${file} was made for another fp32 graph (its backbone weights or the model differ)`);
+  const ranges = new Map(Object.entries(recipe.ranges).map(([t, [min, max]]) => [t, { min, max }]));
+  const keep = new Set(recipe.record.keptFp32 ?? []);
+  const { bytes, summary } = quantizeModel(fp32, ranges, keep.size > 0 ? { exclude: (n, dims) => defaultExclude(n, dims) || keep.has(n.name ?? '') } : {});
+  return { bytes, record: { ...recipe.record, summary, recipe: file } };
+}
+
+/**
+ * Names of the quantizable convolutions, most sensitive first: each is quantized alone (the rest
+ * fp32) and scored by the mean |Δp| against fp32 on `images` (calibration images, never the gate's).
+ */
+async function rankBySensitivity(fp32: Uint8Array, ranges: ReadonlyMap<string, TensorRange>, images: readonly LabelledImage[], info: ClassifierInfo, opts: Pick<QuantizeClassifierOptions, 'threads' | 'log'>): Promise<string[]> {
+  const size = info.preprocessing.size;
+  const feeds: Record<string, ort.Tensor>[] = [];
+  for await (const b of batchesOf(images, info, 16)) feeds.push(feedOf(b.input, b.n, size));
+  const so: ort.InferenceSession.SessionOptions = { intraOpNumThreads: opts.threads ?? 0, graphOptimizationLevel: 'all' };
+  const outputs = async (bytes: Uint8Array): Promise<Float32Array[]> => {
+    const session = await ort.InferenceSession.create(bytes, so);
+    try {
+      const out: Float32Array[] = [];
+      for (const f of feeds) out.push((await session.run(f))['output']!.data as Float32Array);
+      return out;
+    } finally {
+      await session.release();
+    }
+  };
+  const reference = await outputs(fp32);
+  const convs = quantizableConvs(fp32);
+  opts.log?.(`ranking ${convs.length} convolutions by sensitivity on ${images.length} calibration images`);
+  const scored: [string, number][] = [];
+  for (const name of convs) {
+    const { bytes } = quantizeModel(fp32, ranges, { exclude: (n, dims) => defaultExclude(n, dims) || n.name !== name });
+    const got = await outputs(bytes);
+    let sum = 0;
+    let count = 0;
+    got.forEach((o, i) => {
+      for (let j = 0; j < o.length; j++) sum += Math.abs(o[j]! - reference[i]![j]!);
+      count += o.length;
+    });
+    scored.push([name, sum / count]);
+  }
+  return scored.sort((a, b) => b[1] - a[1]).map(([name]) => name);
+}
+

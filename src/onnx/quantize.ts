@@ -19,6 +19,7 @@
  * folded into the Conv's own pads first (exact), so the Conv reads a DQ directly.
  * Pure protobuf work: no ONNX Runtime here.
  */
+import { createHash } from 'node:crypto';
 import onnxProto from 'onnx-proto';
 
 const { onnx } = onnxProto;
@@ -146,7 +147,8 @@ export interface QuantizeOptions {
   activationType?: ActivationType;
 }
 
-const defaultExclude = (node: INodeProto, dims: readonly number[]): boolean => node.opType === 'Conv' && dims[1] === 3;
+/** The default `exclude`: convolutions reading 3 channels (the stem conv, an in-graph normalisation conv). */
+export const defaultExclude = (node: INodeProto, dims: readonly number[]): boolean => node.opType === 'Conv' && dims[1] === 3;
 
 interface Plan {
   model: ModelProto;
@@ -235,6 +237,11 @@ function plan(bytes: Uint8Array, opts: QuantizeOptions): Plan {
   // Stable order: graph inputs, then node outputs in node order.
   const order = [...(g.input ?? []).map((i) => i.name!), ...(g.node ?? []).flatMap((n) => n.output ?? [])];
   return { model, nodes: chosen, tensors: order.filter((t) => tensors.has(t)) };
+}
+
+/** Names of the Conv nodes `quantizeModel` quantizes with the default options (unnamed ones are left out). */
+export function quantizableConvs(bytes: Uint8Array): string[] {
+  return [...plan(bytes, {}).nodes.keys()].filter((n) => n.opType === 'Conv' && n.name).map((n) => n.name!);
 }
 
 /** The activation tensors that `quantizeModel` needs ranges for (in a stable order). */
@@ -372,6 +379,12 @@ export function quantizeModel(bytes: Uint8Array, ranges: ReadonlyMap<string, Ten
   const read = new Set(out.flatMap((n) => n.input ?? []));
   g.initializer = [...(g.initializer ?? []).filter((t) => read.has(t.name!)), ...newInits];
   return { bytes: onnx.ModelProto.encode(model as onnxProto.onnx.ModelProto).finish(), summary };
+}
+
+/** sha256 of a model's graph alone (nodes, weights, inputs, outputs): metadata such as created_at left out. */
+export function graphSha256(bytes: Uint8Array): string {
+  const graph = onnx.ModelProto.decode(bytes).graph!;
+  return createHash('sha256').update(onnx.GraphProto.encode(graph as onnxProto.onnx.GraphProto).finish()).digest('hex');
 }
 
 /** `bytes` with `extra` added to (or replacing entries of) its metadata_props. */

@@ -26,6 +26,12 @@ export const SERVE = defineVerb({
     tta: { kind: 'boolean', help: "test-time augmentation for --model (image + mirror image, logits averaged, inside the ONNX graph; on by default when the model's manifest asks for it)" },
     deviceTta: { kind: 'boolean', help: 'the same for --device-model (the browser runs the TTA graph)' },
     ...PRECISION_OPTIONS,
+    devicePrecision: {
+      kind: 'choice',
+      choices: ['fp32', 'int8'],
+      default: 'fp32',
+      help: "the same as --precision for --device-model: int8 is a smaller download (shipped models carry their int8 recipe; others are calibrated on --calibration and checked on --gate-data)",
+    },
     host: { kind: 'string', default: '127.0.0.1', placeholder: 'HOST', help: 'address to bind (0.0.0.0 exposes it to the network: set an API key)' },
     port: { kind: 'integer', short: 'p', min: 0, max: 65535, default: 8080, help: 'port (0 = any free port)' },
     apiKey: { kind: 'string', placeholder: 'KEY', envVar: 'PHONESIDE_API_KEY', help: 'require KEY on /v1/* (Authorization: Bearer KEY or X-API-Key: KEY)' },

@@ -4,18 +4,14 @@
  * everywhere else (a shipped name, a bundle or run folder, or an exported .onnx) and described by
  * an id, a version and what their bundle's card says.
  *
- * Version: `<createdAt date, YYYYMMDD>-<first 12 hex of sha256>`, the digest taken over the
- * bundle's manifest.json, a NUL byte and its weights.bin (for an exported .onnx: over the file;
- * for an ensemble: over ensemble.json and each member's manifest.json and weights.bin, NUL
- * between files; then, when an option such as --tta changed what the files say, a NUL and that
- * variant, e.g. `tta=hflip`). It changes exactly when the model's answers can.
+ * Id and version: see infer/identity.ts.
  */
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { locateClassifierOnnx } from '../infer/classifier.js';
-import { resolveModelPath, shippedModelPath } from '../infer/load.js';
+import { identify, type ModelIdentity } from '../infer/identity.js';
+import { resolveModelPath } from '../infer/load.js';
 import { parseClassifierMetadata, readOnnxMetadata, type ClassifierInfo } from '../infer/onnx-meta.js';
 import type { EnsembleManifest } from '../infer/ensemble.js';
 import type { BundleManifest } from '../model/bundle.js';
@@ -34,10 +30,7 @@ export interface ModelMetrics {
   worstGroup?: { group: string; accuracy: number; images: number };
 }
 
-export interface LoadedModel {
-  /** Shipped name (`resnet50`), else the bundle or ensemble folder's or .onnx file's name. */
-  id: string;
-  version: string;
+export interface LoadedModel extends ModelIdentity {
   info: ClassifierInfo;
   /** Bundle or ensemble folder, or .onnx file. */
   path: string;
@@ -59,17 +52,6 @@ export interface ModelLoadOptions {
   calibration?: string;
   gateData?: string;
   force?: boolean;
-}
-
-function versionOf(createdAt: string, digest: string): string {
-  const day = /^\d{4}-\d{2}-\d{2}/.test(createdAt) ? createdAt.slice(0, 10).replace(/-/g, '') : '00000000';
-  return `${day}-${digest.slice(0, 12)}`;
-}
-
-function modelId(requested: string | undefined, path: string): string {
-  if (requested !== undefined && resolve(path) === resolve(shippedModelPath(requested))) return requested;
-  const base = basename(path).replace(/\.onnx$/i, '');
-  return base === 'model' ? basename(dirname(resolve(path))) : base;
 }
 
 const num = (x: unknown): number | undefined => (typeof x === 'number' && Number.isFinite(x) ? x : undefined);
@@ -105,21 +87,10 @@ function metricsOf(manifest: Pick<BundleManifest | EnsembleManifest, 'info'> | u
   return Object.keys(m).length > 0 ? m : null;
 }
 
-async function hashFiles(paths: string[], variant?: string): Promise<string> {
-  const h = createHash('sha256');
-  for (const [i, p] of paths.entries()) {
-    if (i > 0) h.update('\0');
-    h.update(await readFile(p));
-  }
-  if (variant !== undefined) h.update(`\0${variant}`);
-  return h.digest('hex');
-}
-
-async function loadOnnxFile(path: string, id: string): Promise<LoadedModel> {
+async function loadOnnxFile(path: string, requested: string | undefined): Promise<LoadedModel> {
   const info = parseClassifierMetadata(await readOnnxMetadata(path), path);
   return {
-    id,
-    version: versionOf(info.createdAt, await hashFiles([path])),
+    ...(await identify({ info, source: { path }, files: [path] }, requested)),
     info,
     path,
     onnx: { path },
@@ -137,7 +108,6 @@ async function readCard(dir: string): Promise<string | null> {
 /** Finds (and assembles, or takes from the cache) the classifier named by `model`; no session is made. */
 export async function loadModel(model: string | undefined, opts: ModelLoadOptions = {}): Promise<LoadedModel> {
   const path = resolveModelPath(model);
-  const id = modelId(model, path);
   const found = await locateClassifierOnnx(path, {
     ...(opts.cache === false ? { cache: false } : {}),
     ...(opts.tta !== undefined ? { tta: opts.tta } : {}),
@@ -146,12 +116,10 @@ export async function loadModel(model: string | undefined, opts: ModelLoadOption
     ...(opts.gateData !== undefined ? { gateData: opts.gateData } : {}),
     ...(opts.force !== undefined ? { force: opts.force } : {}),
   });
-  if (found.source.kind === 'onnx') return loadOnnxFile(found.source.path, id);
+  if (found.source.kind === 'onnx') return loadOnnxFile(found.source.path, model);
   const dir = found.source.path;
-  const digest = await hashFiles(found.files, found.variant);
   return {
-    id,
-    version: versionOf(found.info.createdAt, digest),
+    ...(await identify(found, model)),
     info: found.info,
     path: dir,
     onnx: found.onnx,
@@ -179,6 +147,8 @@ export interface DeviceModelJson {
   /** Size of the ONNX file in bytes. */
   bytes: number;
   sha256: string;
+  /** 'int8': a statically quantized graph (--device-precision int8); the page then runs it on wasm. */
+  precision: 'fp32' | 'int8';
 }
 
 export function deviceJson(m: LoadedModel, bytes: Uint8Array, url: string): DeviceModelJson {
@@ -193,5 +163,6 @@ export function deviceJson(m: LoadedModel, bytes: Uint8Array, url: string): Devi
     onnx: url,
     bytes: bytes.length,
     sha256: sha256Hex(bytes),
+    precision: m.info.precision ?? 'fp32',
   };
 }

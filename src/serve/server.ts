@@ -53,14 +53,16 @@ async function buildServer(cfg: ServeConfig, opts: ServeOptions): Promise<Fastif
     ...(opts.cache === false ? { cache: false } : {}),
     ...(tta !== undefined ? { tta } : {}),
   });
-  const model = await loadModel(cfg.model, {
-    ...loadOpts(opts.tta),
-    ...(opts.precision !== undefined ? { precision: opts.precision } : {}),
+  const int8 = {
     ...(opts.calibration !== undefined ? { calibration: opts.calibration } : {}),
     ...(opts.gateData !== undefined ? { gateData: opts.gateData } : {}),
     ...(opts.force !== undefined ? { force: opts.force } : {}),
-  });
-  const device = cfg.deviceModel === false ? ({ kind: 'none' } as const) : await loadDeviceModel(cfg.deviceModel, loadOpts(opts.deviceTta), cfg.thresholds);
+  };
+  const model = await loadModel(cfg.model, { ...loadOpts(opts.tta), ...(opts.precision !== undefined ? { precision: opts.precision } : {}), ...int8 });
+  const device =
+    cfg.deviceModel === false
+      ? ({ kind: 'none' } as const)
+      : await loadDeviceModel(cfg.deviceModel, { ...loadOpts(opts.deviceTta), ...(opts.devicePrecision === 'int8' ? { precision: 'int8', ...int8 } : {}) }, cfg.thresholds);
   const pre = model.info.preprocessing;
   const engine = await startEngine({ model: model.onnx, size: pre.size, classes: model.info.classes.length, workers: cfg.workers, threads: cfg.threads });
   try {
