@@ -18,7 +18,7 @@
 import { mkdir, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { readImageFile } from '../data/image.js';
-import { Classifier, type DecodedBatch } from '../infer/classifier.js';
+import { Classifier, LOAD_KEYS, type DecodedBatch } from '../infer/classifier.js';
 import type { ModelIdentity } from '../infer/identity.js';
 import { errorReason } from '../infer/predict.js';
 import { UNCERTAIN } from '../infer/prediction.js';
@@ -32,6 +32,7 @@ import { CatalogFileError, openCatalogOutput, type CatalogOutput } from './outpu
 import { Placer, removeSource } from './place.js';
 import { recordsOfBatch, type CatalogItem, type CatalogRecord } from './record.js';
 import { walkSources, type WalkedFile } from './walk.js';
+import { definedOnly } from '../util/defined.js';
 
 /** Progress of a run; `total` is the number of image files found (counted before the run). */
 export interface CatalogProgress {
@@ -127,15 +128,7 @@ async function checkInputs(sources: readonly string[], out: string): Promise<voi
 
 /** Loads the model of `opts` as predict does. */
 async function loadClassifier(opts: CatalogSettings): Promise<Classifier> {
-  const { model, tta, threads, precision, calibration, gateData, force } = opts;
-  return Classifier.load(model, {
-    ...(tta !== undefined ? { tta } : {}),
-    ...(threads !== undefined ? { threads } : {}),
-    ...(precision !== undefined ? { precision } : {}),
-    ...(calibration !== undefined ? { calibration } : {}),
-    ...(gateData !== undefined ? { gateData } : {}),
-    force,
-  });
+  return Classifier.load(opts.model, definedOnly(opts, LOAD_KEYS));
 }
 
 /** Classifies the images of `sources` into `options.out`; see the module comment. */

@@ -12,7 +12,7 @@
 import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { isSupportedImagePath } from '../data/image.js';
-import { fileId, listDir, type DirEntry, type FsPath } from '../util/list-dir.js';
+import { walkEntries, type DirEntry, type FsPath } from '../util/list-dir.js';
 import { fsErrorReason } from '../util/regular-file.js';
 import { anyMatch, type GlobMatcher } from './glob.js';
 
@@ -38,8 +38,6 @@ function wanted(rel: string, opts: CatalogWalkOptions): boolean {
   return !(opts.exclude !== undefined && anyMatch(opts.exclude, rel));
 }
 
-const relJoin = (parent: string, name: string): string => (parent === '' ? name : `${parent}/${name}`);
-
 /**
  * The image files of `sources` (files and folders), depth first, each folder's entries in name
  * order. A source that does not exist is reported to onSkip (catalog checks them first).
@@ -61,39 +59,10 @@ export async function* walkSources(sources: readonly string[], opts: CatalogWalk
 }
 
 async function* walkFolder(root: string, opts: CatalogWalkOptions, seenDirs: Set<string>): AsyncGenerator<WalkedFile> {
-  const rootId = await fileId(root);
-  if (seenDirs.has(rootId)) return;
-  seenDirs.add(rootId);
-  const listOpts = opts.onSkip !== undefined ? { onSkip: opts.onSkip } : {};
-  const stack: { entries: DirEntry[]; i: number; rel: string }[] = [{ entries: await listDir(root, listOpts), i: 0, rel: '' }];
-  while (stack.length > 0) {
-    const top = stack[stack.length - 1]!;
-    const e = top.entries[top.i++];
-    if (e === undefined) {
-      stack.pop();
-      continue;
-    }
-    if (e.name.startsWith('.')) continue;
-    const rel = relJoin(top.rel, e.name);
-    if (e.kind === 'file') {
-      if (isSupportedImagePath(e.name) && wanted(rel, opts)) yield { fsPath: e.fsPath, path: e.path };
-      continue;
-    }
-    if (e.kind === 'other') {
-      if (isSupportedImagePath(e.name) && wanted(rel, opts)) opts.onSkip?.(e.path, `not a regular file (${e.special ?? 'special file'})`);
-      continue;
-    }
-    if (opts.exclude !== undefined && anyMatch(opts.exclude, rel)) continue;
-    if (opts.skipDirs?.has(e.id) === true) continue;
-    if (seenDirs.has(e.id)) {
-      opts.onSkip?.(e.path, 'folder already scanned (a symbolic link loop, or a second link to it)');
-      continue;
-    }
-    seenDirs.add(e.id);
-    try {
-      stack.push({ entries: await listDir(e.fsPath, { ...listOpts, display: e.path }), i: 0, rel });
-    } catch (err) {
-      opts.onSkip?.(e.path, fsErrorReason(err));
-    }
+  const enter = (dir: DirEntry, rel: string): boolean => !(opts.exclude !== undefined && anyMatch(opts.exclude, rel)) && opts.skipDirs?.has(dir.id) !== true;
+  for await (const { entry: e, rel } of walkEntries(root, { seenDirs, enter, ...(opts.onSkip !== undefined ? { onSkip: opts.onSkip } : {}) })) {
+    if (!isSupportedImagePath(e.name) || !wanted(rel, opts)) continue;
+    if (e.kind === 'file') yield { fsPath: e.fsPath, path: e.path };
+    else opts.onSkip?.(e.path, `not a regular file (${e.special ?? 'special file'})`);
   }
 }

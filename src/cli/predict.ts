@@ -9,13 +9,14 @@
  */
 import { csvField } from '../util/csv.js';
 import { displayPath, escapeControl, type FsPath } from '../util/list-dir.js';
-import { Classifier } from '../infer/classifier.js';
+import { Classifier, LOAD_KEYS } from '../infer/classifier.js';
 import { expandInputs, type InputProblem } from '../infer/inputs.js';
 import { errorRow, predictFiles, UNCERTAIN, type PredictionRow, type PredictOptions } from '../infer/predict.js';
 import { PREDICT } from '../options/infer.js';
 import { ProgressBar } from '../util/progress.js';
 import { applyModelWeights, CommandUsageError, type CliIO } from './options.js';
 import { libraryOptions, runVerb } from './parse.js';
+import { definedOnly } from '../util/defined.js';
 
 type Format = 'table' | 'jsonl' | 'csv';
 
@@ -115,14 +116,7 @@ export function cmdPredict(args: string[], io: CliIO): Promise<number> {
     if (files.length === 0 && problems.length === 0) throw new CommandUsageError(`no image files found in ${escapeControl(paths.join(' '))}`);
     await applyModelWeights(values.weights, [values.model]);
     const { model, tta, threads, precision, calibration, gateData, force, ...decision } = libraryOptions(PREDICT.options, values);
-    const clf = await Classifier.load(model, {
-      ...(tta !== undefined ? { tta } : {}),
-      ...(threads !== undefined ? { threads } : {}),
-      ...(precision !== undefined ? { precision } : {}),
-      ...(calibration !== undefined ? { calibration } : {}),
-      ...(gateData !== undefined ? { gateData } : {}),
-      force,
-    });
+    const clf = await Classifier.load(model, definedOnly({ tta, threads, precision, calibration, gateData, force }, LOAD_KEYS));
     try {
       return await printPredictions(clf, files, problems, { ...decision, format, quiet: values.quiet === true }, io);
     } finally {

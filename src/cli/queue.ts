@@ -14,6 +14,7 @@ import { QUEUE_ADD, QUEUE_RESULTS, QUEUE_STATUS } from '../options/queue.js';
 import { escapeControl } from '../util/list-dir.js';
 import { CommandUsageError, type CliIO } from './options.js';
 import { runVerb } from './parse.js';
+import { definedOnly } from '../util/defined.js';
 
 const SUBCOMMANDS = { add: QUEUE_ADD, results: QUEUE_RESULTS, status: QUEUE_STATUS } as const;
 
@@ -51,12 +52,7 @@ function cmdAdd(args: string[], io: CliIO): Promise<number> {
     const { files, problems } = await expandInputs(positionals);
     if (files.length === 0 && problems.length === 0) throw new CommandUsageError(`no image files found in ${escapeControl(positionals.join(' '))}`);
     const s = await withQueue(target, (queue) =>
-      enqueueFiles(queue, files, {
-        ...(values.batchSize !== undefined ? { batchSize: values.batchSize } : {}),
-        ...(values.inlineMaxKb !== undefined ? { inlineMaxKb: values.inlineMaxKb } : {}),
-        ...(values.attempts !== undefined ? { attempts: values.attempts } : {}),
-        ...(values.backoffMs !== undefined ? { backoffMs: values.backoffMs } : {}),
-      }),
+      enqueueFiles(queue, files, definedOnly(values, ['batchSize', 'inlineMaxKb', 'attempts', 'backoffMs'])),
     );
     const allProblems = [...problems, ...s.problems];
     for (const p of allProblems) io.stderr.write(`phoneside: ${escapeControl(p.path)}: ${p.error} (not enqueued)\n`);

@@ -12,6 +12,7 @@ import { WORKER } from '../options/queue.js';
 import { applyModelWeights, type CliIO } from './options.js';
 import { runVerb } from './parse.js';
 import { queueTarget } from './queue.js';
+import { definedOnly } from '../util/defined.js';
 
 const POLL_MS = 1000;
 
@@ -37,14 +38,13 @@ export function cmdWorker(args: string[], io: CliIO): Promise<number> {
     const say = (line: string): void => void io.stdout.write(`worker ${process.pid}: ${line}\n`);
     const warn = (line: string): void => void io.stderr.write(`phoneside worker ${process.pid}: ${line}\n`);
     await applyModelWeights(values.weights, [values.model]);
-    const clf = await Classifier.load(values.model, values.threads !== undefined ? { threads: values.threads } : {});
+    const clf = await Classifier.load(values.model, definedOnly(values, ['threads', 'precision', 'calibration', 'gateData', 'force']));
     const redis = connectForWorker(target.url, warn);
     try {
       const model = await clf.identity();
-      const decision = { ...(values.thresholds !== undefined ? { thresholds: values.thresholds } : {}), ...(values.minConfidence !== undefined ? { minConfidence: values.minConfidence } : {}) };
+      const decision = definedOnly(values, ['thresholds', 'minConfidence']);
       const running = startWorker(redis, target.name, clf, model, {
-        ...(values.concurrency !== undefined ? { concurrency: values.concurrency } : {}),
-        ...(values.lockMs !== undefined ? { lockMs: values.lockMs } : {}),
+        ...definedOnly(values, ['concurrency', 'lockMs']),
         decision,
         ...(values.quiet ? {} : { log: say }),
       });

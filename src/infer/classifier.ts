@@ -30,6 +30,7 @@ import { decide, type Prediction } from './prediction.js';
 import { graphSha256, withMetadata } from '../onnx/quantize.js';
 import { identify, type ModelIdentity } from './identity.js';
 import { applyInt8Recipe, INT8_RECIPE_FILE, quantizationKey, quantizeClassifier, type Int8Recipe, type Precision, type QuantizeClassifierOptions } from './quantize.js';
+import { definedOnly } from '../util/defined.js';
 
 /**
  * How Classifier.load loads a model. The backbones' ImageNet weights are not an option: they are
@@ -61,6 +62,9 @@ export interface LoadClassifierOptions {
   /** int8: use the quantized graph even if it fails the gate or there is no gate data. */
   force?: boolean;
 }
+
+/** The LoadClassifierOptions keys that verbs' option tables share (predict, catalog, worker...). */
+export const LOAD_KEYS = ['tta', 'threads', 'precision', 'calibration', 'gateData', 'force'] as const;
 
 export interface ClassifyOptions {
   /** Apply the model's own per-class thresholds (default true); false answers the top class. */
@@ -315,11 +319,7 @@ export async function locateClassifierOnnx(model: string, opts: Pick<LoadClassif
  */
 async function toInt8(found: ClassifierOnnx, opts: Pick<LoadClassifierOptions, 'cache' | 'calibration' | 'gateData' | 'force'>): Promise<ClassifierOnnx> {
   const fp32 = 'path' in found.onnx ? new Uint8Array(await readFile(found.onnx.path)) : found.onnx.bytes;
-  const q: QuantizeClassifierOptions = {
-    ...(opts.calibration !== undefined ? { calibration: opts.calibration } : {}),
-    ...(opts.gateData !== undefined ? { gateData: opts.gateData } : {}),
-    ...(opts.force !== undefined ? { force: opts.force } : {}),
-  };
+  const q: QuantizeClassifierOptions = definedOnly(opts, ['calibration', 'gateData', 'force']);
   // A shipped model's recipe, unless other calibration data is asked for.
   const recipeFile = join(found.source.path, INT8_RECIPE_FILE);
   const recipeBytes = opts.calibration === undefined && opts.gateData === undefined ? await readFile(recipeFile).catch(() => undefined) : undefined;

@@ -27,6 +27,7 @@ import { resolveModelPath } from './load.js';
 import type { ClassifierInfo } from './onnx-meta.js';
 import { withMetadata } from '../onnx/quantize.js';
 import { quantizeClassifier, type QuantizationRecord } from './quantize.js';
+import { definedOnly } from '../util/defined.js';
 
 /** `export`'s options: the table in src/options/infer.ts (same names as the CLI's flags; `out` required). */
 export type ExportOptions = ExportInput;
@@ -70,12 +71,7 @@ export async function exportClassifier(
   const { bytes, info } = (await isEnsembleDir(model)) ? await buildEnsembleOnnx(model, build) : await buildClassifierOnnx(await loadBundle(model), build);
   await checkExportedOutput(bytes, info, model);
   if (opts.precision === 'int8') {
-    const q = await quantizeClassifier(bytes, info, {
-      ...(opts.calibration !== undefined ? { calibration: opts.calibration } : {}),
-      ...(opts.gateData !== undefined ? { gateData: opts.gateData } : {}),
-      force: opts.force,
-      ...(log !== undefined ? { log } : {}),
-    });
+    const q = await quantizeClassifier(bytes, info, { ...definedOnly(opts, ['calibration', 'gateData', 'force']), ...(log !== undefined ? { log } : {}) });
     const int8Info: ClassifierInfo = { ...info, precision: 'int8' };
     const int8 = withMetadata(q.bytes, { precision: 'int8', quantization: JSON.stringify(q.record) });
     await checkExportedOutput(int8, int8Info, model);

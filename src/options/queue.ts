@@ -1,5 +1,5 @@
 /** The options of the many-machines verbs: `queue add|results|status` and `worker` (BullMQ on Redis). */
-import { ENV_OPTIONS, JSON_OPTION, MODEL_OPTION, THREADS_OPTION } from './common.js';
+import { ENV_OPTIONS, JSON_OPTION, MODEL_OPTION, PRECISION_OPTIONS, THREADS_OPTION } from './common.js';
 import { DECISION_OPTIONS } from './infer.js';
 import { defineVerb, type OptionsInput } from './schema.js';
 
@@ -38,6 +38,7 @@ export const WORKER = defineVerb({
     ...QUEUE_OPTIONS,
     ...MODEL_OPTION,
     ...THREADS_OPTION,
+    ...PRECISION_OPTIONS,
     concurrency: { kind: 'integer', min: 1, max: 64, default: 1, help: 'jobs this process runs at once (one ONNX session already uses every core: more helps only when reading files is slow)' },
     lockMs: { kind: 'integer', min: 1000, default: 30000, help: "a job's lock, renewed while it runs: a killed worker's job is taken over this long after it died" },
     untilEmpty: { kind: 'boolean', default: false, help: 'exit when no job is waiting, delayed or active (batch runs); otherwise wait for jobs for ever' },

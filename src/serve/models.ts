@@ -16,6 +16,7 @@ import { parseClassifierMetadata, readOnnxMetadata, type ClassifierInfo } from '
 import type { EnsembleManifest } from '../infer/ensemble.js';
 import type { BundleManifest } from '../model/bundle.js';
 import { sha256Hex } from '../util/hash.js';
+import { definedOnly } from '../util/defined.js';
 
 /** Validation figures from a bundle's manifest (what its MODEL_CARD.md reports). */
 export interface ModelMetrics {
@@ -108,14 +109,7 @@ async function readCard(dir: string): Promise<string | null> {
 /** Finds (and assembles, or takes from the cache) the classifier named by `model`; no session is made. */
 export async function loadModel(model: string | undefined, opts: ModelLoadOptions = {}): Promise<LoadedModel> {
   const path = resolveModelPath(model);
-  const found = await locateClassifierOnnx(path, {
-    ...(opts.cache === false ? { cache: false } : {}),
-    ...(opts.tta !== undefined ? { tta: opts.tta } : {}),
-    ...(opts.precision !== undefined ? { precision: opts.precision } : {}),
-    ...(opts.calibration !== undefined ? { calibration: opts.calibration } : {}),
-    ...(opts.gateData !== undefined ? { gateData: opts.gateData } : {}),
-    ...(opts.force !== undefined ? { force: opts.force } : {}),
-  });
+  const found = await locateClassifierOnnx(path, definedOnly(opts, ['cache', 'tta', 'precision', 'calibration', 'gateData', 'force']));
   if (found.source.kind === 'onnx') return loadOnnxFile(found.source.path, model);
   const dir = found.source.path;
   return {

@@ -20,6 +20,7 @@ import { startEngine, type InferenceEngine } from './pool.js';
 import { InferenceQueue } from './queue.js';
 import { createServiceMetrics, type ServiceMetrics } from './service-metrics.js';
 import { fresh, registerAssets, SECURITY_HEADERS } from './static.js';
+import { definedOnly } from '../util/defined.js';
 
 export type { ServeOptions } from './config.js';
 
@@ -53,12 +54,8 @@ async function buildServer(cfg: ServeConfig, opts: ServeOptions): Promise<Fastif
     ...(opts.cache === false ? { cache: false } : {}),
     ...(tta !== undefined ? { tta } : {}),
   });
-  const int8 = {
-    ...(opts.calibration !== undefined ? { calibration: opts.calibration } : {}),
-    ...(opts.gateData !== undefined ? { gateData: opts.gateData } : {}),
-    ...(opts.force !== undefined ? { force: opts.force } : {}),
-  };
-  const model = await loadModel(cfg.model, { ...loadOpts(opts.tta), ...(opts.precision !== undefined ? { precision: opts.precision } : {}), ...int8 });
+  const int8 = definedOnly(opts, ['calibration', 'gateData', 'force']);
+  const model = await loadModel(cfg.model, { ...loadOpts(opts.tta), ...definedOnly(opts, ['precision']), ...int8 });
   const device =
     cfg.deviceModel === false
       ? ({ kind: 'none' } as const)

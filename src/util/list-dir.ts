@@ -167,22 +167,27 @@ export interface WalkOptions extends ListOptions {
   seenDirs?: Set<string>;
 }
 
+export interface WalkEntriesOptions extends WalkOptions {
+  /** Whether to enter a folder (`rel`: its path below `root`, '/'-separated); default every one. */
+  enter?: (dir: DirEntry, rel: string) => boolean;
+}
+
 /**
- * Every entry that is not a folder anywhere below `root`: depth first, each folder's entries in
- * name order (the order a recursive walk gives). Links are followed, but a folder is entered only
- * once (by device and inode): a second way into it, e.g. a link to a parent, is reported to
- * `onSkip` ('folder already scanned ...') and not followed, so loops end. Iterative, so a deep
- * tree cannot overflow the stack. Throws if `root` itself cannot be read; a sub-folder that
- * cannot be read is reported to `onSkip`.
+ * Every entry that is not a folder anywhere below `root`, lazily, with its path below `root`:
+ * depth first, each folder's entries in name order (the order a recursive walk gives). Links are
+ * followed, but a folder is entered only once (by device and inode): a second way into it, e.g. a
+ * link to a parent, is reported to `onSkip` ('folder already scanned ...') and not followed, so
+ * loops end. Iterative, so a deep tree cannot overflow the stack; only the listings of the
+ * folders on the current path are held. Throws if `root` itself cannot be read; a sub-folder
+ * that cannot be read is reported to `onSkip`.
  */
-export async function walkTree(root: FsPath, opts: WalkOptions = {}): Promise<DirEntry[]> {
+export async function* walkEntries(root: FsPath, opts: WalkEntriesOptions = {}): AsyncGenerator<{ entry: DirEntry; rel: string }> {
   const skipHidden = opts.skipHidden ?? true;
   const seen = opts.seenDirs ?? new Set<string>();
   const rootId = await fileId(root);
-  if (seen.has(rootId)) return [];
+  if (seen.has(rootId)) return;
   seen.add(rootId);
-  const out: DirEntry[] = [];
-  const stack: { entries: DirEntry[]; i: number }[] = [{ entries: await listDir(root, opts), i: 0 }];
+  const stack: { entries: DirEntry[]; i: number; rel: string }[] = [{ entries: await listDir(root, opts), i: 0, rel: '' }];
   while (stack.length > 0) {
     const top = stack[stack.length - 1]!;
     const e = top.entries[top.i++];
@@ -191,22 +196,30 @@ export async function walkTree(root: FsPath, opts: WalkOptions = {}): Promise<Di
       continue;
     }
     if (skipHidden && e.name.startsWith('.')) continue;
+    const rel = top.rel === '' ? e.name : `${top.rel}/${e.name}`;
     if (e.kind !== 'dir') {
-      out.push(e);
+      yield { entry: e, rel };
       continue;
     }
+    if (opts.enter !== undefined && !opts.enter(e, rel)) continue;
     if (seen.has(e.id)) {
       opts.onSkip?.(e.path, 'folder already scanned (a symbolic link loop, or a second link to it)');
       continue;
     }
     seen.add(e.id);
     try {
-      stack.push({ entries: await listDir(e.fsPath, { ...opts, display: e.path }), i: 0 });
+      stack.push({ entries: await listDir(e.fsPath, { ...opts, display: e.path }), i: 0, rel });
     } catch (err) {
       const code = (err as { code?: string }).code;
       opts.onSkip?.(e.path, code === 'EACCES' || code === 'EPERM' ? 'permission denied' : `unreadable folder (${code ?? String(err)})`);
     }
   }
+}
+
+/** walkEntries' entries as one array (for a tree small enough to list whole). */
+export async function walkTree(root: FsPath, opts: WalkOptions = {}): Promise<DirEntry[]> {
+  const out: DirEntry[] = [];
+  for await (const { entry } of walkEntries(root, opts)) out.push(entry);
   return out;
 }
 
