@@ -15,12 +15,20 @@ export { Classifier, NonFiniteOutputError, type ClassifierSource, type DecodedBa
 export { decide, UNCERTAIN, type Prediction } from './infer/prediction.js';
 export { modelBackbones, defaultModelPath, listShippedModels, NoDefaultModelError, DEFAULT_MODEL, type ShippedModel } from './infer/load.js';
 export { predictFiles, type PredictionRow, type PredictOptions } from './infer/predict.js';
+export { reportHeatmaps, type ReportHeatmapOptions } from './explain/report-heatmaps.js';
+export { explainImages, explainEach, heatmapOverlayPng, heatmapOverlayJpeg, MethodUnavailableError, type Explanation, type ExplainInput, type ExplainMethod, type ExplainOptions, type HeatMap, type OverlayOptions } from './explain/explain.js';
 export { expandInputs, type ExpandedInputs, type InputProblem } from './infer/inputs.js';
 export { catalog, CatalogInputError, type CatalogOptions, type CatalogHooks, type CatalogProgress, type CatalogSummary } from './catalog/catalog.js';
 export { openCatalogOutput, CatalogFileError, type CatalogOutput } from './catalog/output.js';
 export { CatalogLockedError } from './catalog/lock.js';
 export { parseRecordLine, recordLine, type CatalogRecord } from './catalog/record.js';
 export type { CatalogInput } from './options/catalog.js';
+export { reviewDataset, readOutOfFold, ReviewInputError, ReviewOutputError, REVIEW_SCHEMA, type ReviewParams, type ReviewResult } from './review/review.js';
+export { findSuspects, classThresholds, SuspectInputError, type OutOfFoldRow, type Suspect, type SuspectReport, type RankBy } from './review/suspects.js';
+export { findDuplicates, type DuplicateReport } from './review/duplicates.js';
+export { applyReview, readReviewLog, type ApplyResult, type ReviewMove } from './review/apply.js';
+export { formatReviewCsv, parseReviewCsv, ReviewCsvError, type ReviewCsvRow, type ReviewDecision } from './review/review-csv.js';
+export type { ReviewInput } from './options/review.js';
 export type { ModelIdentity } from './infer/identity.js';
 export { displayPath, type FsPath } from './util/list-dir.js';
 export { checkFormat, SUPPORTED_TYPES, REFUSALS, type FormatCheck, type ImageType, type RefusalCode } from './data/formats.js';
@@ -102,3 +110,4 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
 // One option table per verb: the names, defaults and ranges of every option of the CLI and the library.
 export { OptionError, OptionConflictError, resolveOptions, type OptionSpec, type OptionTable, type VerbSpec, type OptionsInput, type ResolvedOptions } from './options/schema.js';
 export { VERBS, TRAIN, CV, EVALUATE, PREDICT, EXPORT, COMPARE, ENSEMBLE, SERVE, MODELS, BACKBONES } from './options/index.js';
+export { EXPLAIN } from './options/explain.js';

@@ -68,7 +68,16 @@ test('compare two models on the same images: JSON, table and HTML', { skip: !hav
       assert.equal(ev.code, 0, ev.err);
       assert.match(ev.out, /ECE \d\.\d{4} \(T = 1\.000/);
       assert.ok(existsSync(out));
-      assert.match(await readFile(out, 'utf8'), /No training history/);
+      const evalPage = await readFile(out, 'utf8');
+      assert.match(evalPage, /No training history/);
+      // Each mistake shown in the gallery gets its heat map (a random head makes mistakes).
+      const mistakes = (evalPage.match(/<figure class="mistake"/g) ?? []).length;
+      assert.ok(mistakes > 0, 'the fixture model makes mistakes');
+      assert.equal((evalPage.match(/<img class="heatmap" src="data:image\/jpeg;base64,/g) ?? []).length, mistakes);
+      assert.match(evalPage, /heat map: evidence for \w+ \(grad-cam\)/);
+      const plain = await runCli(['evaluate', a, data, '--html', out, '--no-heatmaps', '--weights', MOBILENET]);
+      assert.equal(plain.code, 0, plain.err);
+      assert.doesNotMatch(await readFile(out, 'utf8'), /class="heatmap"/);
     });
   } finally {
     await rm(root, { recursive: true, force: true });

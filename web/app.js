@@ -7,7 +7,7 @@
  * The choice is remembered (localStorage) and can be given in the URL: ?mode=device|server;
  * ?backend=wasm|webgpu forces onnxruntime-web's backend.
  */
-import { classifyOnDevice, loadDeviceModel } from './device-mode.js';
+import { classifyOnDevice, explainOnDevice, loadDeviceModel } from './device-mode.js';
 import { classifyOnServer, serverModel, ServerError } from './server-mode.js';
 import { Card, duration, el } from './ui.js';
 
@@ -170,6 +170,13 @@ async function classify(card) {
         return classifyOnDevice(model, card.file);
       });
       card.setResult(p);
+      card.offerWhy((say) =>
+        deviceSlots(async () => {
+          const model = await getDeviceModel();
+          const r = await explainOnDevice(model, card.file, { onProgress: (done, total) => say(`Working out why… ${Math.round((100 * done) / total)}%`) });
+          return { rgba: r.rgba, size: r.size, caption: `What made it say ${r.class}: red where hiding that part of the photo lowers the model's confidence most (occlusion, ${duration(r.ms)})` };
+        }),
+      );
     } else {
       const p = await serverSlots(async () => {
         card.setPending('Sending to the server…');

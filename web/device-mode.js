@@ -7,6 +7,7 @@
  */
 import { preprocess } from './preprocess.js';
 import { checkPreprocessing } from './resize.js';
+import { blendHeat, fillOccluded, occlusionMap, occlusionPlan } from './heatmap.js';
 
 /** @typedef {import('./resize.js').Preprocessing} Preprocessing */
 
@@ -182,4 +183,66 @@ export async function classifyOnDevice(model, file) {
   const probs = await model.run(input);
   const t2 = performance.now();
   return { ...decide(model.info.classes, probs, model.info.thresholds), ms: t2 - t0, inferenceMs: t2 - t1 };
+}
+
+// "Show why": occlusion sensitivity computed here, with the device session (heatmap.js holds the
+// arithmetic, shared with Node's src/explain).
+
+/**
+ * The photo as the model saw it, from its input (normalisation undone), as RGBA bytes.
+ * @param {Float32Array} input  one CHW image
+ * @param {Preprocessing} pre
+ */
+export function inputToRgba(input, pre) {
+  const n = pre.size * pre.size;
+  const src = pre.channelOrder === 'BGR' ? [2, 1, 0] : [0, 1, 2];
+  const rgba = new Uint8Array(n * 4);
+  for (let c = 0; c < 3; c++) {
+    for (let i = 0; i < n; i++) rgba[i * 4 + src[c]] = Math.min(255, Math.max(0, Math.round(input[c * n + i] * pre.std[c] + pre.mean[c])));
+  }
+  for (let i = 0; i < n; i++) rgba[i * 4 + 3] = 255;
+  return rgba;
+}
+
+/**
+ * The occlusion map of class `classIndex` for one preprocessed image, one square at a time through
+ * `run` (the device session takes one image per run).
+ * @param {(input: Float32Array) => Promise<ArrayLike<number>>} run
+ * @param {Float32Array} input
+ * @param {Preprocessing} pre
+ * @param {number} classIndex
+ * @param {number} baseline  the class's probability on the whole image
+ * @param {(done: number, total: number) => void} [onProgress]
+ */
+export async function occlusionHeat(run, input, pre, classIndex, baseline, onProgress) {
+  const plan = occlusionPlan(pre.size);
+  const grey = [0, 1, 2].map((c) => (128 - pre.mean[c]) / pre.std[c]);
+  const copy = new Float32Array(input.length);
+  const drops = new Float32Array(plan.positions.length);
+  for (let i = 0; i < plan.positions.length; i++) {
+    fillOccluded(input, plan, grey, i, i + 1, copy);
+    drops[i] = baseline - (await run(copy))[classIndex];
+    onProgress?.(i + 1, plan.positions.length);
+  }
+  return occlusionMap(plan, drops);
+}
+
+/**
+ * "Show why" for one file: the occlusion map of the predicted class, blended over the photo as
+ * the model saw it. Nothing leaves the browser.
+ * @param {DeviceModel} model
+ * @param {Blob} file
+ * @param {{ onProgress?: (done: number, total: number) => void }} [opts]
+ * @returns {Promise<{ method: 'occlusion', class: string, size: number, map: Float32Array, rgba: Uint8Array, ms: number }>}
+ */
+export async function explainOnDevice(model, file, opts = {}) {
+  const t0 = performance.now();
+  const pre = model.info.preprocessing;
+  const input = await preprocess(file, pre);
+  const probs = await model.run(input);
+  let best = 0;
+  for (let i = 1; i < probs.length; i++) if (probs[i] > probs[best]) best = i;
+  const map = await occlusionHeat(model.run, input, pre, best, probs[best], opts.onProgress);
+  const rgba = blendHeat(inputToRgba(input, pre), map, pre.size, pre.size, 4);
+  return { method: 'occlusion', class: model.info.classes[best], size: pre.size, map, rgba, ms: performance.now() - t0 };
 }

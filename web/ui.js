@@ -65,6 +65,8 @@ export class Card {
     this.error = el('p', 'error');
     this.error.hidden = true;
     this.actions = el('div', 'actions');
+    /** @type {HTMLElement | undefined} the "Show why" heat map, once asked for */
+    this.whyFigure = undefined;
     body.append(this.name, this.label, this.bars, this.meta, this.error, this.actions);
     this.root.append(thumb, body);
     this.setPending('Waiting…');
@@ -131,6 +133,51 @@ export class Card {
       b.addEventListener('click', opts.retry, { once: true });
       this.actions.append(b);
     }
+  }
+
+  /**
+   * Offers "Show why" under the result: on click, `explain` works out the heat map (reporting
+   * progress through `say`) and the card shows it; a failure says why and offers the button again.
+   * The state is kept in data-why (pending, done, error) for the end-to-end test.
+   * @param {(say: (text: string) => void) => Promise<{ rgba: Uint8Array, size: number, caption: string }>} explain
+   */
+  offerWhy(explain) {
+    // Styled like the Retry button; the figure's few rules are inline so the page's CSS stays as it is.
+    const button = el('button', 'retry why-button', 'Show why');
+    button.type = 'button';
+    button.addEventListener('click', async () => {
+      button.disabled = true;
+      button.textContent = 'Working out why…';
+      this.root.dataset.why = 'pending';
+      this.whyFigure?.remove();
+      try {
+        const r = await explain((text) => (button.textContent = text));
+        const canvas = el('canvas', 'why-map');
+        canvas.style.cssText = 'display:block;width:100%;max-width:224px;height:auto;border-radius:6px';
+        canvas.width = r.size;
+        canvas.height = r.size;
+        const ctx = canvas.getContext('2d');
+        if (!ctx) throw new Error('this browser cannot draw on a canvas');
+        ctx.putImageData(new ImageData(new Uint8ClampedArray(r.rgba), r.size, r.size), 0, 0);
+        canvas.setAttribute('role', 'img');
+        canvas.setAttribute('aria-label', r.caption);
+        this.whyFigure = el('figure', 'why');
+        this.whyFigure.style.margin = '.5rem 0 0';
+        this.whyFigure.append(canvas, el('figcaption', 'meta', r.caption));
+        this.actions.after(this.whyFigure);
+        this.root.dataset.why = 'done';
+        button.remove();
+      } catch (err) {
+        this.root.dataset.why = 'error';
+        this.whyFigure = el('figure', 'why why-error');
+        this.whyFigure.style.margin = '.5rem 0 0';
+        this.whyFigure.append(el('figcaption', 'error', `could not work out why: ${err instanceof Error ? err.message : String(err)}`));
+        this.actions.after(this.whyFigure);
+        button.disabled = false;
+        button.textContent = 'Show why';
+      }
+    });
+    this.actions.append(button);
   }
 
   dispose() {

@@ -10,11 +10,13 @@ import { cmdCompare } from './compare.js';
 import { cmdCv } from './cv.js';
 import { cmdEnsemble } from './ensemble.js';
 import { cmdEvaluate } from './evaluate.js';
+import { cmdExplain } from './explain.js';
 import { cmdExport } from './export.js';
 import { cmdModels } from './models.js';
 import { CommandUsageError, isUsageError, type CliIO } from './options.js';
 import { runVerb } from './parse.js';
 import { cmdPredict } from './predict.js';
+import { cmdReview } from './review.js';
 import { cmdCatalog } from './catalog.js';
 import { cmdServe } from './serve.js';
 import { cmdTrain } from './train.js';
@@ -26,6 +28,8 @@ const COMMANDS: Record<string, Command> = {
   cv: cmdCv,
   evaluate: cmdEvaluate,
   predict: cmdPredict,
+  explain: cmdExplain,
+  review: cmdReview,
   catalog: cmdCatalog,
   export: cmdExport,
   compare: cmdCompare,

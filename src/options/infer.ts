@@ -54,6 +54,12 @@ export const EVALUATE = defineVerb({
       help: 'also write a self-contained HTML report: confusion heat map, per-class table, precision-recall curves, reliability diagram, gallery of mistakes, most-confused pairs, training curves and data summary (from a run folder)',
     },
     galleryLimit: { kind: 'integer', cli: 'only', min: 0, default: 120, help: 'most misclassified images shown in the HTML gallery' },
+    heatmaps: {
+      kind: 'boolean',
+      cli: 'only',
+      default: true,
+      help: 'with --html: a heat map of the evidence for the predicted class next to each mistake in the gallery (Grad-CAM, else occlusion; see phoneside explain)',
+    },
     digits: { kind: 'integer', cli: 'only', min: 0, max: 10, default: 4, help: 'decimals in the text report' },
     json: { kind: 'boolean', cli: 'only', help: 'print the full report as JSON instead (schema phoneside.evaluation-report/1, docs/json-reports.md)' },
     ...ENV_OPTIONS,

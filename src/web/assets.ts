@@ -27,6 +27,7 @@ export const PAGE_FILES: readonly string[] = [
   'device-mode.js',
   'preprocess.js',
   'resize.js',
+  'heatmap.js',
 ];
 
 /**

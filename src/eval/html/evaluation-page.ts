@@ -9,6 +9,19 @@ export interface EvaluationPageOptions {
   thumbnails?: ReadonlyMap<string, string>;
   /** At most this many misclassified images in the gallery (default 120). */
   galleryLimit?: number;
+  /**
+   * Heat maps of the evidence for the predicted class by report path (image data URI and the
+   * method that made it, see explain/report-heatmaps.ts), shown next to each mistake's thumbnail.
+   */
+  heatmaps?: ReadonlyMap<string, GalleryHeatmap>;
+}
+
+/** A mistake's heat map as the gallery shows it. */
+export interface GalleryHeatmap {
+  /** data: URI of the photo with the heat map over it. */
+  src: string;
+  /** 'grad-cam' or 'occlusion'. */
+  method: string;
 }
 
 const NAV = [
@@ -70,10 +83,15 @@ function gallery(r: EvaluationReport, o: EvaluationPageOptions): string {
   const shown = r.mistakes.slice(0, limit);
   const figures = shown.map((mk, i) => {
     const src = o.thumbnails?.get(mk.path);
-    const img = src ? `<img src="${esc(src)}" alt="${esc(mk.path)}" loading="lazy">` : `<div class="noimg">(no thumbnail)</div>`;
+    const thumb = src ? `<img src="${esc(src)}" alt="${esc(mk.path)}" loading="lazy">` : `<div class="noimg">(no thumbnail)</div>`;
+    const heat = o.heatmaps?.get(mk.path);
+    const img = heat
+      ? `<div class="pair">${thumb}<img class="heatmap" src="${esc(heat.src)}" alt="why ${esc(mk.predicted)}: ${esc(heat.method)} heat map of ${esc(mk.path)}" title="evidence for ${esc(mk.predicted)} (${esc(heat.method)})" loading="lazy"></div>`
+      : thumb;
     return (
       `<figure class="mistake" data-rank="${i + 1}">${img}<figcaption>` +
       `<div><span class="tag true">true ${esc(mk.label)}</span> <span class="tag pred">predicted ${esc(mk.predicted)}</span></div>` +
+      (heat ? `<div class="why">heat map: evidence for ${esc(mk.predicted)} (${esc(heat.method)})</div>` : '') +
       `<div>confidence <b>${pct(mk.confidence)}</b>; p(${esc(mk.label)}) ${pct(mk.trueClassProbability)}</div>` +
       `<div class="path">${esc(mk.path)}</div></figcaption></figure>`
     );

@@ -27,6 +27,7 @@ tr.avg td { color:var(--muted); } tr.worst td { background:#fdecea; } td.best { 
 .gallery img { width:100%; height:160px; object-fit:contain; background:#eceff3; display:block; }
 .gallery figcaption { padding:6px 8px; font-size:13px; }
 .gallery .path { color:var(--muted); font-size:11px; word-break:break-all; }
+.gallery .pair { display:grid; grid-template-columns:1fr 1fr; gap:2px; } .gallery .pair img { height:120px; }
 .tag { display:inline-block; padding:0 6px; border-radius:4px; font-size:12px; font-weight:600; }
 .tag.true { background:#d7ecf7; color:#004a75; } .tag.pred { background:#fbe2d2; color:#8a3b00; }
 svg.chart { max-width:100%; height:auto; font-size:12px; font-family:inherit; }
