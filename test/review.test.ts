@@ -16,6 +16,9 @@ import { createRng } from '../src/util/rng.js';
 import { runCli } from './helpers/cli.js';
 import { NO_DATA } from './helpers/paths.js';
 import { SLOW } from './helpers/slow.js';
+import { useSharedMobilenet } from './helpers/infer-fixture.js';
+
+useSharedMobilenet(); // the shipped mobilenet_v2's backbone from ../shared (no download)
 
 const CLASSES = ['back', 'front', 'none'];
 
