@@ -55,6 +55,12 @@ for (const backbone of ['mobilenet_v2', 'resnet50'] as const) {
         assert.equal(cells(trainHtml).length, 9);
         assert.deepEqual(cells(evalHtml), cells(trainHtml));
         assert.match(evalHtml, /<section id="training"><h2>Training curves<\/h2><div class="row"><svg/);
+        // Each validation mistake in either gallery has its heat map, made by the model written.
+        for (const html of [trainHtml, evalHtml]) {
+          const shown = (html.match(/<figure class="mistake"/g) ?? []).length;
+          assert.equal((html.match(/<img class="heatmap" src="data:image\/jpeg;base64,/g) ?? []).length, shown);
+          if (shown > 0) assert.match(html, /heat map: evidence for \w+ \(grad-cam\)/);
+        }
       });
     } finally {
       await rm(dir, { recursive: true, force: true });

@@ -13,8 +13,11 @@ export interface HtmlReportOptions {
   heatmaps?: ReadonlyMap<string, GalleryHeatmap>;
 }
 
+/** Mistakes shown in the gallery by default. */
+export const GALLERY_LIMIT = 120;
+
 export async function evaluationHtml(report: EvaluationReport, o: HtmlReportOptions): Promise<string> {
-  const limit = o.galleryLimit ?? 120;
+  const limit = o.galleryLimit ?? GALLERY_LIMIT;
   const thumbnails = await makeThumbnails(report.mistakes.slice(0, limit).map((m) => ({ key: m.path, file: join(o.dataDir, m.path) })));
   return renderEvaluationHtml(report, { thumbnails, galleryLimit: limit, ...(o.heatmaps !== undefined ? { heatmaps: o.heatmaps } : {}) });
 }

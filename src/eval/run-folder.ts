@@ -24,6 +24,7 @@ import { isFile } from '../util/fs.js';
 import { parseJsonText } from '../util/json.js';
 import type { EvaluationReport } from './evaluation-report.js';
 import { writeEvaluationHtml } from './html-report.js';
+import type { GalleryHeatmap } from './html/evaluation-page.js';
 import type { ClassificationMetrics } from './metrics.js';
 import { formatClassificationReport, formatConfusionMatrix, metricsToJSON, type MetricsJSON } from './report.js';
 
@@ -199,8 +200,8 @@ export class RunFolder {
   }
 
   /** report.html; `dataDir` is where the report's image paths are relative to. */
-  writeReport(report: EvaluationReport, dataDir: string): Promise<void> {
-    return writeEvaluationHtml(this.path('report'), report, { dataDir });
+  writeReport(report: EvaluationReport, dataDir: string, heatmaps?: ReadonlyMap<string, GalleryHeatmap>): Promise<void> {
+    return writeEvaluationHtml(this.path('report'), report, { dataDir, ...(heatmaps !== undefined ? { heatmaps } : {}) });
   }
 
   // Readers (evaluate, report, compare); a file the run does not have reads as null (epochs: none).

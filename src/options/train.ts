@@ -80,6 +80,12 @@ export const TRAIN = defineVerb({
       default: false,
       help: "train into an existing --out folder: its run files (model/, config.json, evaluation.*, report.html ...) are removed first; other files are left",
     },
+    heatmaps: {
+      kind: 'boolean',
+      group: 'Run',
+      default: true,
+      help: 'report.html shows a heat map (Grad-CAM) of the evidence for the predicted class next to each validation mistake',
+    },
     valFraction: {
       kind: 'number',
       group: 'Run',

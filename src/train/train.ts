@@ -5,7 +5,11 @@
  * bundle, config, split, per-epoch metrics, evaluation, data report, HTML report; see
  * eval/run-folder.ts). `cv.ts` reuses the stages it shares.
  */
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
+import { reportHeatmaps } from '../explain/report-heatmaps.js';
+import { Classifier } from '../infer/classifier.js';
+import { GALLERY_LIMIT } from '../eval/html-report.js';
+import type { GalleryHeatmap } from '../eval/html/evaluation-page.js';
 import { cutLayer, getBackbone, type BackboneSpec } from '../backbones/registry.js';
 import { loadBackbone, type LoadedBackbone } from '../backbones/load.js';
 import { inferShapes } from '../backbones/graph.js';
@@ -661,9 +665,27 @@ async function writeRun(run: RunFolder, trained: TrainedRun): Promise<TrainResul
       // What metrics.jsonl and data-report.json now hold, from memory rather than read back.
       run: { runDir: run.dir, epochs: history, bestEpoch, dataReport, hasSplit: true },
     });
-    await run.writeReport(report, scan.root);
+    const heatmaps = opts.heatmaps ? await mistakeHeatmaps(run.dir, report.mistakes, scan.root) : undefined;
+    await run.writeReport(report, scan.root, heatmaps);
   }
   return { runDir: run.dir, calibration, bundle, evaluation, history, bestEpoch, timings, skipped, nearDuplicates: data.nearDuplicates, split: data.manifest };
+}
+
+/**
+ * Heat maps of the report's mistakes, by the model just written (run through ONNX Runtime like
+ * any user's). A failure here costs the report its heat maps, never the run.
+ */
+async function mistakeHeatmaps(runDir: string, mistakes: readonly { path: string }[], root: string): Promise<ReadonlyMap<string, GalleryHeatmap> | undefined> {
+  if (mistakes.length === 0) return undefined;
+  const clf = await Classifier.load(runDir).catch(() => undefined);
+  if (clf === undefined) return undefined;
+  try {
+    return await reportHeatmaps(clf, mistakes.slice(0, GALLERY_LIMIT).map((m) => ({ key: m.path, file: join(root, m.path) })));
+  } catch {
+    return undefined;
+  } finally {
+    await clf.dispose();
+  }
 }
 
 /** A run folder must be new or empty, unless `overwrite` (whose run files are cleared when the run starts writing). */
