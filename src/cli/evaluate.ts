@@ -8,19 +8,6 @@ import { join } from 'node:path';
 import { applyModelWeights, CommandUsageError, type CliIO } from './options.js';
 import { libraryOptions, runVerb } from './parse.js';
 
-/** Heat maps of the gallery's mistakes, by the model evaluated (loaded again: evaluate() keeps no session). */
-async function galleryHeatmaps(model: string | undefined, values: { tta?: boolean; threads?: number }, mistakes: readonly { path: string }[], dataDir: string, io: CliIO) {
-  if (mistakes.length === 0) return undefined;
-  const [{ Classifier }, { reportHeatmaps }] = await Promise.all([import('../infer/classifier.js'), import('../explain/report-heatmaps.js')]);
-  const clf = await Classifier.load(model, definedOnly(values, ['tta', 'threads']));
-  try {
-    io.stderr.write(`heat maps of ${mistakes.length} mistakes...\n`);
-    return await reportHeatmaps(clf, mistakes.map((m) => ({ key: m.path, file: join(dataDir, m.path) })));
-  } finally {
-    await clf.dispose();
-  }
-}
-
 export function cmdEvaluate(args: string[], io: CliIO): Promise<number> {
   return runVerb(EVALUATE, args, io, async ({ values, positionals }) => {
     // The older form `evaluate MODEL DATA_DIR` still works.
@@ -33,7 +20,14 @@ export function cmdEvaluate(args: string[], io: CliIO): Promise<number> {
     const report = await evaluationReport(r);
     if (values.html !== undefined) {
       const { writeEvaluationHtml } = await import('../eval/html-report.js');
-      const heatmaps = values.heatmaps ? await galleryHeatmaps(model, values, report.mistakes.slice(0, values.galleryLimit), dataDir, io) : undefined;
+      const shown = values.heatmaps ? report.mistakes.slice(0, values.galleryLimit) : [];
+      let heatmaps;
+      if (shown.length > 0) {
+        io.stderr.write(`heat maps of ${shown.length} mistakes...\n`);
+        // The model is loaded again: evaluate() keeps no session.
+        const { heatmapsOfModel } = await import('../explain/report-heatmaps.js');
+        heatmaps = await heatmapsOfModel(model, shown.map((m) => ({ key: m.path, file: join(dataDir, m.path) })), definedOnly(values, ['tta', 'threads']));
+      }
       await writeEvaluationHtml(values.html, report, { dataDir, galleryLimit: values.galleryLimit, ...(heatmaps !== undefined ? { heatmaps } : {}) });
       io.stderr.write(`wrote ${values.html}\n`);
     }

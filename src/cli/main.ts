@@ -69,8 +69,7 @@ const PROCESS_IO: CliIO = { stdout: process.stdout, stderr: process.stderr };
 
 /** Runs the CLI; returns the exit status. Output goes to `io` (tests pass fakes). */
 export async function main(argv: string[], io: CliIO = PROCESS_IO): Promise<number> {
-  // A two-word verb ('queue add') may arrive as one argument (tests and scripts that take VERBS' names).
-  const [verb, ...rest] = argv[0]?.includes(' ') ? [...argv[0].split(' '), ...argv.slice(1)] : argv;
+  const [verb, ...rest] = argv;
   try {
     if (verb === undefined || verb === 'help' || verb === '--help' || verb === '-h') {
       const spec = verbByName(rest.slice(0, 2).join(' ')) ?? verbByName(rest[0] ?? '');

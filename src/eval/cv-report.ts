@@ -4,8 +4,9 @@
  * should take from them (epochs, temperature, abstain thresholds). `readCvReport` checks a cv.json
  * before `train --from-cv` uses it.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { readJsonFile } from '../util/json.js';
 import type { GroupedScores } from './group-metrics.js';
 import { parseThresholds } from '../infer/onnx-meta.js';
 import { RUN_FILES } from './run-folder.js';
@@ -99,15 +100,7 @@ export interface CvCarryOver {
 
 /** Reads a cv.json (or the folder holding one) and checks the fields a final model takes from it. */
 export async function readCvReport(path: string): Promise<CvCarryOver> {
-  const file = (await stat(path).catch(() => undefined))?.isDirectory() ? join(path, CV_FILES.report) : path;
-  let raw: unknown;
-  try {
-    raw = JSON.parse(await readFile(file, 'utf8'));
-  } catch (err) {
-    throw new Error(`cannot read the cv report ${file}: ${(err as Error).message}`);
-  }
-  const r = raw as Partial<CvReport>;
-  if (typeof raw !== 'object' || raw === null || r.schema !== CV_REPORT_SCHEMA) throw new Error(`${file}: not a ${CV_REPORT_SCHEMA} report`);
+  const { file, report: r } = await readCvFile(path);
   const num = (x: unknown, what: string): number => {
     if (typeof x !== 'number' || !Number.isFinite(x)) throw new Error(`${file}: ${what} is missing or not a number`);
     return x;
@@ -127,6 +120,24 @@ export async function readCvReport(path: string): Promise<CvCarryOver> {
     summary,
     report: r as CvReport,
   };
+}
+
+/**
+ * A cv report (`path`: cv.json or the folder holding it) read and checked for its schema only;
+ * readers check the fields they use (readCvReport: the recipe to carry over; review: the
+ * out-of-fold predictions). The errors name the file.
+ */
+export async function readCvFile(path: string): Promise<{ file: string; report: Partial<CvReport> }> {
+  const file = (await stat(path).catch(() => undefined))?.isDirectory() ? join(path, CV_FILES.report) : path;
+  let raw: unknown;
+  try {
+    raw = await readJsonFile(file);
+  } catch (err) {
+    throw new Error(`cannot read the cv report ${file}: ${(err as Error).message}`);
+  }
+  const report = raw as Partial<CvReport>;
+  if (typeof raw !== 'object' || raw === null || report.schema !== CV_REPORT_SCHEMA) throw new Error(`${file}: not a ${CV_REPORT_SCHEMA} report`);
+  return { file, report };
 }
 
 /** Abstain thresholds fitted on out-of-fold rows, with the cross-fitted (fitted without each group) figures. */

@@ -29,7 +29,7 @@ import { emitterFingerprint, packageVersion } from './package.js';
 import { decide, type Prediction } from './prediction.js';
 import { graphSha256, withMetadata } from '../onnx/quantize.js';
 import { identify, type ModelIdentity } from './identity.js';
-import { applyInt8Recipe, INT8_RECIPE_FILE, quantizationKey, quantizeClassifier, type Int8Recipe, type Precision, type QuantizeClassifierOptions } from './quantize.js';
+import { applyInt8Recipe, INT8_RECIPE_FILE, quantizationKey, quantizeClassifier, type Int8Recipe, type Precision, type QuantizationRecord, type QuantizeClassifierOptions } from './quantize.js';
 import { definedOnly } from '../util/defined.js';
 
 /**
@@ -323,21 +323,31 @@ async function toInt8(found: ClassifierOnnx, opts: Pick<LoadClassifierOptions, '
   // A shipped model's recipe, unless other calibration data is asked for.
   const recipeFile = join(found.source.path, INT8_RECIPE_FILE);
   const recipeBytes = opts.calibration === undefined && opts.gateData === undefined ? await readFile(recipeFile).catch(() => undefined) : undefined;
-  const recipe = recipeBytes && (parseJsonText(recipeBytes.toString('utf8'), recipeFile) as Int8Recipe);
-  // A recipe for another graph (other backbone weights given with --weights) is not used: calibrate.
-  const usable = recipe !== undefined && recipe.fp32GraphSha256 === graphSha256(fp32) ? recipe : undefined;
   const info: ClassifierInfo = { ...found.info, precision: 'int8' };
   const variant = [found.variant, 'precision=int8'].filter((v) => v !== undefined).join(',');
+  const fp32Sha = sha256Hex(fp32);
+  const cachePathFor = (how: string): string | undefined =>
+    opts.cache === false ? undefined : join(env.cacheDir, 'models', `${createHash('sha256').update('phoneside-int8\n').update(fp32Sha).update(`\n${how}`).digest('hex')}.int8.onnx`);
+  const hit = async (cachePath: string | undefined): Promise<ClassifierOnnx | undefined> =>
+    cachePath !== undefined && (await cachedFile(cachePath)) ? { ...found, info, variant, source: { ...found.source, cachedOnnx: cachePath, cacheHit: true }, onnx: { path: cachePath } } : undefined;
   let cachePath: string | undefined;
-  if (opts.cache !== false) {
-    const how = usable !== undefined ? `recipe ${sha256Hex(recipeBytes!)}` : await quantizationKey(q);
-    const key = createHash('sha256').update('phoneside-int8\n').update(sha256Hex(fp32)).update(`\n${how}`).digest('hex');
-    cachePath = join(env.cacheDir, 'models', `${key}.int8.onnx`);
-    if (await cachedFile(cachePath)) {
-      return { ...found, info, variant, source: { ...found.source, cachedOnnx: cachePath, cacheHit: true }, onnx: { path: cachePath } };
-    }
+  let made: { bytes: Uint8Array; record: QuantizationRecord } | undefined;
+  if (recipeBytes !== undefined) {
+    // Stored only when the recipe fitted this graph, so a cache hit needs no check (no decode of the graph).
+    cachePath = cachePathFor(`recipe ${sha256Hex(recipeBytes)}`);
+    const cached = await hit(cachePath);
+    if (cached) return cached;
+    const recipe = parseJsonText(recipeBytes.toString('utf8'), recipeFile) as Int8Recipe;
+    // A recipe for another graph (other backbone weights given with --weights) is not used: calibrate.
+    if (recipe.fp32GraphSha256 === graphSha256(fp32)) made = applyInt8Recipe(fp32, recipe, recipeFile);
   }
-  const { bytes, record } = usable !== undefined ? applyInt8Recipe(fp32, usable, recipeFile) : await quantizeClassifier(fp32, found.info, q);
+  if (made === undefined) {
+    cachePath = cachePathFor(await quantizationKey(q));
+    const cached = await hit(cachePath);
+    if (cached) return cached;
+    made = await quantizeClassifier(fp32, found.info, q);
+  }
+  const { bytes, record } = made;
   const { onnx, cachedOnnx } = await store(withMetadata(bytes, { precision: 'int8', quantization: JSON.stringify(record) }), cachePath);
   const { cachedOnnx: _fp32Cache, ...source } = found.source;
   return { ...found, info, variant, source: { ...source, cacheHit: false, ...(cachedOnnx ? { cachedOnnx } : {}) }, onnx };

@@ -3,15 +3,14 @@
  * or a group cross-validation run here) give the suspects; the dataset scan and perceptual hashes
  * give the duplicates; the page, the editable CSV and the JSON go to `out`.
  */
-import { mkdir, readFile, stat } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { scanDataset, type DatasetScan } from '../data/dataset.js';
-import { CV_FILES, CV_REPORT_SCHEMA, type CvReport } from '../eval/cv-report.js';
+import { readCvFile, type CvReport } from '../eval/cv-report.js';
 import { makeThumbnails } from '../eval/thumbnails.js';
 import { REVIEW, type ReviewInput } from '../options/review.js';
 import { OptionConflictError, resolveOptions } from '../options/schema.js';
 import { writeFileAtomic } from '../util/fs.js';
-import { readJsonFile } from '../util/json.js';
 import type { ProgressStream } from '../util/progress.js';
 import { findDuplicates, type DuplicateReport } from './duplicates.js';
 import type { HeatmapItem, SuspectHeatmaps } from './heatmaps.js';
@@ -73,18 +72,10 @@ async function refuseFilledCsv(file: string): Promise<void> {
 export type OutOfFold = Pick<CvReport, 'dataDir' | 'backbone' | 'classes' | 'predictions'>;
 
 export async function readOutOfFold(path: string): Promise<{ report: OutOfFold; file: string }> {
-  const file = (await stat(path).catch(() => undefined))?.isDirectory() ? join(path, CV_FILES.report) : path;
-  let raw: unknown;
-  try {
-    raw = await readJsonFile(file);
-  } catch (err) {
-    throw new ReviewInputError(`cannot read the cv report ${file}: ${(err as Error).message}`);
-  }
-  const r = raw as Partial<CvReport> | null;
+  const { file, report: r } = await readCvFile(path);
   const bad = (why: string): never => {
     throw new ReviewInputError(`${file}: ${why}`);
   };
-  if (typeof r !== 'object' || r === null || r.schema !== CV_REPORT_SCHEMA) bad(`not a ${CV_REPORT_SCHEMA} report`);
   const classes = r!.classes;
   if (!Array.isArray(classes) || classes.length < 2 || !classes.every((c) => typeof c === 'string')) bad('classes missing');
   if (!Array.isArray(r!.predictions)) bad('no out-of-fold predictions');
@@ -212,7 +203,7 @@ export async function reviewDataset(dataDir: string, params: ReviewParams): Prom
   const dupFiles = [...duplicates.crossClassExact.flatMap((g) => g.files), ...duplicates.crossClassNear.flatMap((p) => [p.a, p.b])].map((f) => f.relPath);
   const pictured = [...new Set([...top.map((s) => s.path), ...dupFiles])];
   const thumbnails = await makeThumbnails(pictured.map((p) => ({ key: p, file: join(scan.root, p) })));
-  const heatItems = top.map((s) => ({ file: join(scan.root, s.path), relPath: s.path, cls: s.suggested }));
+  const heatItems = top.map((s) => ({ file: join(scan.root, s.path), key: s.path, cls: s.suggested }));
   const heat = o.heatmaps ? await heatmaps(o.model, o.fromCv !== undefined ? dirname(source) : undefined, heatItems, log) : undefined;
 
   const createdAt = new Date().toISOString();

@@ -6,8 +6,7 @@
  * eval/run-folder.ts). `cv.ts` reuses the stages it shares.
  */
 import { join, resolve } from 'node:path';
-import { reportHeatmaps } from '../explain/report-heatmaps.js';
-import { Classifier } from '../infer/classifier.js';
+import { heatmapsOfModel } from '../explain/report-heatmaps.js';
 import { GALLERY_LIMIT } from '../eval/html-report.js';
 import type { GalleryHeatmap } from '../eval/html/evaluation-page.js';
 import { cutLayer, getBackbone, type BackboneSpec } from '../backbones/registry.js';
@@ -675,17 +674,10 @@ async function writeRun(run: RunFolder, trained: TrainedRun): Promise<TrainResul
  * Heat maps of the report's mistakes, by the model just written (run through ONNX Runtime like
  * any user's). A failure here costs the report its heat maps, never the run.
  */
-async function mistakeHeatmaps(runDir: string, mistakes: readonly { path: string }[], root: string): Promise<ReadonlyMap<string, GalleryHeatmap> | undefined> {
-  if (mistakes.length === 0) return undefined;
-  const clf = await Classifier.load(runDir).catch(() => undefined);
-  if (clf === undefined) return undefined;
-  try {
-    return await reportHeatmaps(clf, mistakes.slice(0, GALLERY_LIMIT).map((m) => ({ key: m.path, file: join(root, m.path) })));
-  } catch {
-    return undefined;
-  } finally {
-    await clf.dispose();
-  }
+function mistakeHeatmaps(runDir: string, mistakes: readonly { path: string }[], root: string): Promise<ReadonlyMap<string, GalleryHeatmap> | undefined> {
+  if (mistakes.length === 0) return Promise.resolve(undefined);
+  const items = mistakes.slice(0, GALLERY_LIMIT).map((m) => ({ key: m.path, file: join(root, m.path) }));
+  return heatmapsOfModel(runDir, items).catch(() => undefined);
 }
 
 /** A run folder must be new or empty, unless `overwrite` (whose run files are cleared when the run starts writing). */
